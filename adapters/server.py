@@ -1,0 +1,103 @@
+"""The composition root: one aiohttp server holding the core, the media server and the adapters."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from adapters.web import WebChat
+from bot.commands import Commands
+from bot.config import Settings
+from bot.delivery import Publisher
+from bot.health import Health
+from bot.huddles import HuddleService
+from bot.store import Store
+from media.events import HuddleAccess
+from media.server import MediaServer
+
+log = logging.getLogger("huddle.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Huddle:
+    """Everything one `huddle serve` process runs, wired together."""
+
+    settings: Settings
+    store: Store
+    media: MediaServer
+    publisher: Publisher
+    huddles: HuddleService
+    commands: Commands
+    web_chat: WebChat
+    health: Health
+    app: web.Application
+
+
+async def build(settings: Settings) -> Huddle:
+    """Open the store, start the core and the media server, and mount every route."""
+    settings.resolve()
+    store = await Store.open(settings.database_url)
+    publisher = Publisher(store)
+    holder: dict[str, HuddleService] = {}
+
+    async def gate(huddle_id: str) -> HuddleAccess | None:
+        # The media core asks the core through this; the core is built after the media server.
+        return await holder["huddles"].gate(huddle_id)
+
+    media = MediaServer(secret=settings.secret, public_url=settings.public_url, gate=gate)
+    huddles = HuddleService(store, media, publisher, settings)
+    holder["huddles"] = huddles
+    commands = Commands(huddles)
+    web_chat = WebChat(store, commands)
+    publisher.register(web_chat)
+    health = Health(store, media, platforms=sorted(publisher.platforms))
+
+    app = web.Application(middlewares=[_errors(health)], client_max_size=1024 * 1024)
+    health.add_routes(app)
+    media.add_routes(app)
+    web_chat.add_routes(app)
+    parts = Huddle(settings, store, media, publisher, huddles, commands, web_chat, health, app)
+
+    async def on_startup(_: web.Application) -> None:
+        await huddles.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await media.close()
+        await huddles.stop()
+        await store.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return parts
+
+
+def _errors(health: Health) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Count client errors; turn anything unexpected into a clear 500 and a log line."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                health.count_error("http")
+            raise
+        except Exception:
+            health.count_error("http")
+            log.exception("request failed method=%s path=%s", request.method, request.path)
+            return web.Response(
+                status=500,
+                text=json.dumps({"error": "Internal error; it has been logged."}),
+                content_type="application/json",
+            )
+        if response.status >= 400:
+            health.count_error("http")
+        return response
+
+    return middleware

@@ -1,0 +1,5 @@
+"""The built-in web chat: channels, messages, threads and buttons in a browser, no account needed."""
+
+from adapters.web.chat import WebChat
+
+__all__ = ["WebChat"]

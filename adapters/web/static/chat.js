@@ -1,0 +1,145 @@
+// The built-in web chat page: history over the JSON API, live updates over server-sent events.
+"use strict";
+
+const state = {
+  channel: decodeURIComponent(location.pathname.split("/")[2] || "general"),
+  user: localStorage.getItem("huddle.user") || "",
+  threadOf: null,
+  posts: new Map(),
+  events: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+function escapeHtml(text) {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+function formatText(text) {
+  // Only `code` spans are formatted; everything else is shown as typed.
+  return escapeHtml(text).replace(/`([^`\n]+)`/g, "<code>$1</code>");
+}
+
+function joinHref(url) {
+  // The web chat knows who you are: pre-fill your name on the huddle page.
+  if (!state.user) return url;
+  const link = new URL(url, location.href);
+  if (!link.searchParams.has("name")) link.searchParams.set("name", state.user);
+  return link.toString();
+}
+
+function renderPost(post) {
+  const li = document.createElement("li");
+  li.className = "message" + (post.bot ? " bot" : "") + (post.ephemeral ? " ephemeral" : "");
+  li.dataset.testid = "message";
+  li.dataset.id = post.id;
+  const time = new Date(post.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  let body = `<div class="meta"><span class="author">${escapeHtml(post.user)}</span>${time}${post.edited_at ? " (updated)" : ""}</div>`;
+  const buttons = post.buttons.map(
+    (b) => `<a data-testid="card-button" target="_blank" rel="noopener" href="${escapeHtml(joinHref(b.url))}">${escapeHtml(b.label)}</a>`
+  ).join("");
+  const inner = `${post.title ? `<div class="title">${escapeHtml(post.title)}</div>` : ""}<div class="text">${formatText(post.text)}</div>${buttons ? `<div class="buttons">${buttons}</div>` : ""}`;
+  body += post.bot && (post.title || buttons) ? `<div class="card" data-testid="card">${inner}</div>` : inner;
+  if (!post.thread_of && !post.ephemeral) body += `<button type="button" class="reply-link">Reply in thread</button>`;
+  body += `<ol class="thread" data-thread="${post.id}"></ol>`;
+  li.innerHTML = body;
+  const reply = li.querySelector(".reply-link");
+  if (reply) reply.addEventListener("click", () => { state.threadOf = post.id; $("replying").hidden = false; $("text").focus(); });
+  return li;
+}
+
+function upsert(post) {
+  const old = state.posts.get(post.id);
+  state.posts.set(post.id, post);
+  const element = renderPost(post);
+  const existing = document.querySelector(`#messages li[data-id="${post.id}"]`);
+  if (existing) {
+    // Keep the thread's replies when the parent is edited in place.
+    element.querySelector(".thread").replaceWith(existing.querySelector(".thread"));
+    existing.replaceWith(element);
+    return;
+  }
+  if (old) return;
+  const parent = post.thread_of ? document.querySelector(`ol.thread[data-thread="${post.thread_of}"]`) : null;
+  (parent || $("messages")).appendChild(element);
+  const list = $("messages");
+  list.scrollTop = list.scrollHeight;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { headers: { "Content-Type": "application/json" }, ...options });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `The server answered ${response.status}.`);
+  return body;
+}
+
+async function loadChannels() {
+  const { channels } = await api("/api/chat/channels");
+  if (!channels.includes(state.channel)) channels.push(state.channel);
+  $("channels").innerHTML = channels.map(
+    (c) => `<li><a href="/chat/${encodeURIComponent(c)}" class="${c === state.channel ? "active" : ""}"># ${escapeHtml(c)}</a></li>`
+  ).join("");
+}
+
+async function loadHistory() {
+  state.posts.clear();
+  $("messages").innerHTML = "";
+  const { posts } = await api(`/api/chat/${encodeURIComponent(state.channel)}/messages?user=${encodeURIComponent(state.user)}`);
+  posts.forEach(upsert);
+}
+
+function listen() {
+  if (state.events) state.events.close();
+  const url = `/api/chat/${encodeURIComponent(state.channel)}/events?user=${encodeURIComponent(state.user)}`;
+  state.events = new EventSource(url);
+  state.events.addEventListener("post", (event) => upsert(JSON.parse(event.data)));
+  state.events.onopen = () => { $("status").textContent = "live"; loadHistory().catch((e) => showError(e.message)); };
+  state.events.onerror = () => { $("status").textContent = "reconnecting…"; };
+}
+
+async function send(event) {
+  event.preventDefault();
+  const text = $("text").value;
+  if (!text.trim()) return;
+  if (!state.user) { showError("Type your name first (top left)."); $("user").focus(); return; }
+  showError("");
+  try {
+    const body = { user: state.user, text };
+    if (state.threadOf) body.thread_of = state.threadOf;
+    const { posts } = await api(`/api/chat/${encodeURIComponent(state.channel)}/messages`, { method: "POST", body: JSON.stringify(body) });
+    posts.forEach(upsert);
+    $("text").value = "";
+    state.threadOf = null;
+    $("replying").hidden = true;
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+function start() {
+  $("channel-title").textContent = `# ${state.channel}`;
+  $("user").value = state.user;
+  $("user").addEventListener("change", () => {
+    state.user = $("user").value.trim();
+    localStorage.setItem("huddle.user", state.user);
+    listen();
+  });
+  $("composer").addEventListener("submit", send);
+  $("cancel-reply").addEventListener("click", () => { state.threadOf = null; $("replying").hidden = true; });
+  $("new-channel").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = $("new-channel-name").value.trim().toLowerCase();
+    if (/^[a-z0-9][a-z0-9_-]{0,79}$/.test(name)) location.href = `/chat/${name}`;
+    else showError("Channel names are lowercase letters, digits, '-' and '_'.");
+  });
+  loadChannels().catch((e) => showError(e.message));
+  listen();
+}
+
+start();

@@ -1,0 +1,79 @@
+"""All configuration in one place: environment variables, overridden by `huddle serve` flags."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from exc
+
+
+@dataclass
+class Settings:
+    """Everything `huddle serve` needs; see the README's configuration table."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".huddle")
+    #: Base of every link handed out (Join buttons); defaults to http://{host}:{port}.
+    public_url: str = ""
+    #: SQLAlchemy async URL; defaults to a SQLite file in the data dir.
+    database_url: str = ""
+    #: How long a huddle stays open after the last participant left (they may come back).
+    empty_grace: float = 120.0
+    #: A huddle nobody joins ends after this long.
+    unused_timeout: float = 3600.0
+    #: Join links carry their own expiry too; they are re-issued on each card update.
+    link_ttl: float = 24 * 3600.0
+    #: Secret that signs join links; read from HUDDLE_SECRET or kept in the data dir.
+    secret: bytes = field(default=b"", repr=False)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the HUDDLE_* environment variables (flags are applied on top by the CLI)."""
+        settings = cls(
+            host=os.environ.get("HUDDLE_HOST", cls.host),
+            port=int(os.environ.get("HUDDLE_PORT", cls.port)),
+            data_dir=Path(os.environ.get("HUDDLE_DATA_DIR", str(cls.data_dir))),
+            public_url=os.environ.get("HUDDLE_PUBLIC_URL", ""),
+            database_url=os.environ.get("HUDDLE_DATABASE_URL", ""),
+            empty_grace=_float_env("HUDDLE_EMPTY_GRACE", cls.empty_grace),
+            unused_timeout=_float_env("HUDDLE_UNUSED_TIMEOUT", cls.unused_timeout),
+            link_ttl=_float_env("HUDDLE_LINK_TTL", cls.link_ttl),
+            secret=os.environ.get("HUDDLE_SECRET", "").encode(),
+            log_level=os.environ.get("HUDDLE_LOG_LEVEL", "INFO").upper(),
+        )
+        return settings
+
+    def resolve(self) -> Settings:
+        """Fill derived defaults: data dir, database URL, public URL, the signing secret."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'huddle.db').resolve()}"
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        self.public_url = self.public_url.rstrip("/")
+        if not self.secret:
+            self.secret = self._stored_secret()
+        return self
+
+    def _stored_secret(self) -> bytes:
+        # Kept on disk so join links stay valid across restarts without any setup.
+        path = self.data_dir / "secret"
+        if path.exists():
+            return path.read_bytes().strip()
+        value = secrets.token_urlsafe(32).encode()
+        path.write_bytes(value)
+        path.chmod(0o600)
+        return value

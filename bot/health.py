@@ -1,0 +1,97 @@
+"""`GET /healthz` (JSON) and `GET /metrics` (Prometheus text) for the whole server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+import bot
+from bot.store import Store
+
+
+class MediaCounts(Protocol):
+    """The numbers the media core reports (``media.server.MediaStats``)."""
+
+    huddles: int
+    participants: int
+    packets_forwarded: int
+    bytes_forwarded: int
+    signaling_errors: int
+
+
+class _Stats(Protocol):
+    def stats(self) -> MediaCounts: ...
+
+
+class MediaCollector(Collector):
+    """Reads the media core's counters at scrape time (nothing is counted twice)."""
+
+    def __init__(self, media: _Stats, errors: dict[str, int]) -> None:
+        self.media = media
+        self.errors = errors
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.media.stats()
+        yield GaugeMetricFamily("huddle_huddles_active", "Huddles with someone in them", stats.huddles)
+        yield GaugeMetricFamily(
+            "huddle_participants", "Participants connected to the media server", stats.participants
+        )
+        yield CounterMetricFamily(
+            "huddle_forwarded_packets", "RTP packets forwarded by the SFU", stats.packets_forwarded
+        )
+        yield CounterMetricFamily(
+            "huddle_forwarded_bytes", "RTP bytes forwarded by the SFU", stats.bytes_forwarded
+        )
+        errors = CounterMetricFamily(
+            "huddle_errors", "Errors answered to clients, by where", labels=["source"]
+        )
+        errors.add_metric(["signaling"], stats.signaling_errors)
+        for source, count in sorted(self.errors.items()):
+            errors.add_metric([source], count)
+        yield errors
+
+
+class Health:
+    """Serves /healthz and /metrics."""
+
+    def __init__(self, store: Store, media: _Stats, platforms: list[str]) -> None:
+        self.store = store
+        self.media = media
+        self.platforms = platforms
+        #: Errors counted by the HTTP layer (4xx answers, 5xx), by source.
+        self.errors: dict[str, int] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(MediaCollector(media, self.errors))
+
+    def add_routes(self, app: web.Application) -> None:
+        """Mount both endpoints."""
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+
+    def count_error(self, source: str) -> None:
+        """Count one error answered to a client (shown in /metrics)."""
+        self.errors[source] = self.errors.get(source, 0) + 1
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        stats = self.media.stats()
+        open_huddles = await self.store.open_huddles()
+        return web.json_response(
+            {
+                "status": "ok",
+                "version": bot.__version__,
+                "database": self.store.dialect,
+                "platforms": self.platforms,
+                "huddles_open": len(open_huddles),
+                "huddles_active": stats.huddles,
+                "participants": stats.participants,
+            }
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

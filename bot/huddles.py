@@ -1,0 +1,202 @@
+"""The life of a huddle: created by `/meet`, fed by the media core's join/leave events, ended.
+
+A huddle ends when its host ends it, when everyone has left and nobody came back within the grace
+period, or when nobody joined at all within the unused timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bot.cards import huddle_card
+from bot.config import Settings
+from bot.delivery import Publisher
+from bot.records import Huddle
+from bot.store import Store
+from bot.types import ChannelRef, Delivered, User
+from media.events import HuddleAccess, MediaEvent, MediaListener, ParticipantJoined
+
+log = logging.getLogger("huddle.huddles")
+
+_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: ids are typed by people
+
+
+def new_huddle_id() -> str:
+    """A short id people can type: 6 characters, ~1e9 values."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+
+
+class Media(Protocol):
+    """What the core needs from the media core (``media.server.MediaServer`` provides it)."""
+
+    def join_url(self, huddle_id: str, expires_at: float) -> str: ...
+
+    def subscribe(self, listener: MediaListener) -> None: ...
+
+    async def end_huddle(self, huddle_id: str, reason: str) -> None: ...
+
+
+class HuddleService:
+    """Creates huddles, keeps their cards true, and ends them."""
+
+    def __init__(
+        self,
+        store: Store,
+        media: Media,
+        publisher: Publisher,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.media = media
+        self.publisher = publisher
+        self.settings = settings
+        self.clock = clock
+        self._end_timers: dict[str, asyncio.TimerHandle] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Listen to the media core and pick up huddles left open by a previous process."""
+        self.media.subscribe(self.on_media_event)
+        now = self.clock()
+        closed = await self.store.close_stale_attendance(now)
+        for huddle in await self.store.open_huddles():
+            # Nobody is connected after a restart: give people the grace period to come back.
+            delay = self.settings.empty_grace if huddle.first_joined_at else self.settings.unused_timeout
+            self._schedule_end(huddle.id, delay, "empty")
+            self.refresh_card(huddle.id)
+        if closed:
+            log.info("closed stale attendance rows=%d", closed)
+
+    async def stop(self) -> None:
+        """Cancel timers and wait for card updates in flight."""
+        for handle in self._end_timers.values():
+            handle.cancel()
+        self._end_timers.clear()
+        pending = list(self._refreshing.values()) + list(self._tasks)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # Creating and ending
+
+    async def create(self, channel: ChannelRef, host: User, title: str | None) -> Delivered:
+        """Start a huddle in ``channel`` and post its card there."""
+        huddle = Huddle(
+            id=new_huddle_id(),
+            title=title or f"{host.name}'s huddle",
+            host_id=host.id,
+            host_name=host.name,
+            channel=channel,
+            state="open",
+            created_at=self.clock(),
+        )
+        await self.store.add_huddle(huddle)
+        log.info("huddle created id=%s channel=%s host=%s", huddle.id, channel, host.id)
+        self._schedule_end(huddle.id, self.settings.unused_timeout, "unused")
+        return await self.publisher.publish(huddle_card(huddle, [], self.join_url(huddle.id)))
+
+    async def end(self, huddle_id: str, reason: str) -> bool:
+        """End the huddle now: close the call, update the card. False if it was not open."""
+        ended = await self.store.end_huddle(huddle_id, self.clock(), reason)
+        handle = self._end_timers.pop(huddle_id, None)
+        if handle:
+            handle.cancel()
+        if not ended:
+            return False
+        log.info("huddle ended id=%s reason=%s", huddle_id, reason)
+        await self.media.end_huddle(huddle_id, reason)
+        self.refresh_card(huddle_id)
+        return True
+
+    def join_url(self, huddle_id: str) -> str:
+        """A fresh signed link to the huddle's page."""
+        expires = self.clock().timestamp() + self.settings.link_ttl
+        return self.media.join_url(huddle_id, expires)
+
+    async def gate(self, huddle_id: str) -> HuddleAccess | None:
+        """Asked by the media core before letting anyone in."""
+        huddle = await self.store.huddle(huddle_id)
+        if huddle is None:
+            return None
+        reason = ""
+        if not huddle.is_open and huddle.ended_at:
+            reason = f"This huddle ended at {huddle.ended_at:%H:%M} UTC on {huddle.ended_at:%d %b}."
+        return HuddleAccess(huddle_id, huddle.title, huddle.is_open, reason)
+
+    # Events from the media core
+
+    async def on_media_event(self, event: MediaEvent) -> None:
+        """Log attendance and keep the card and the end timer right."""
+        huddle = await self.store.huddle(event.huddle_id)
+        if huddle is None or not huddle.is_open:
+            return
+        if isinstance(event, ParticipantJoined):
+            await self.store.record_join(
+                event.huddle_id, event.participant_id, event.name, event.at
+            )
+            await self.store.mark_first_joined(event.huddle_id, event.at)
+            handle = self._end_timers.pop(event.huddle_id, None)
+            if handle:
+                handle.cancel()
+        else:
+            await self.store.record_leave(event.huddle_id, event.participant_id, event.at)
+            stays = await self.store.attendance(event.huddle_id)
+            if all(s.left_at is not None for s in stays):
+                self._schedule_end(event.huddle_id, self.settings.empty_grace, "empty")
+        self.refresh_card(event.huddle_id)
+
+    # Timers and card refresh
+
+    def _schedule_end(self, huddle_id: str, delay: float, reason: str) -> None:
+        old = self._end_timers.pop(huddle_id, None)
+        if old:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._end_timers[huddle_id] = loop.call_later(delay, self._end_later, huddle_id, reason)
+
+    def _end_later(self, huddle_id: str, reason: str) -> None:
+        self._end_timers.pop(huddle_id, None)
+        task = asyncio.get_running_loop().create_task(self._end_logged(huddle_id, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_logged(self, huddle_id: str, reason: str) -> None:
+        try:
+            await self.end(huddle_id, reason)
+        except Exception:
+            log.exception("could not end huddle id=%s", huddle_id)
+
+    def refresh_card(self, huddle_id: str) -> None:
+        """Bring the card up to date soon; bursts of changes become one edit (plus one trailing)."""
+        self._dirty.add(huddle_id)
+        if huddle_id not in self._refreshing:
+            task = asyncio.get_running_loop().create_task(self._refresh(huddle_id))
+            self._refreshing[huddle_id] = task
+
+    async def wait_idle(self) -> None:
+        """Wait until every pending card update has been delivered (tests, shutdown)."""
+        while self._refreshing:
+            await asyncio.gather(*list(self._refreshing.values()), return_exceptions=True)
+
+    async def _refresh(self, huddle_id: str) -> None:
+        try:
+            while huddle_id in self._dirty:
+                self._dirty.discard(huddle_id)
+                huddle = await self.store.huddle(huddle_id)
+                if huddle is None:
+                    return
+                stays = await self.store.attendance(huddle_id)
+                url = self.join_url(huddle_id) if huddle.is_open else None
+                try:
+                    await self.publisher.publish(huddle_card(huddle, stays, url))
+                except Exception:
+                    log.exception("card update failed huddle=%s", huddle_id)
+        finally:
+            self._refreshing.pop(huddle_id, None)

@@ -1,0 +1,70 @@
+"""What the store keeps, as plain dataclasses (rows become these in one place: bot/store.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.types import ChannelRef
+
+
+@dataclass(frozen=True)
+class Huddle:
+    """A call started by `/meet` in a channel."""
+
+    id: str
+    title: str
+    host_id: str
+    host_name: str
+    channel: ChannelRef
+    state: str  # "open" | "ended"
+    created_at: datetime
+    first_joined_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    @property
+    def card_key(self) -> str:
+        """The core's key for this huddle's card in its home channel."""
+        return f"huddle/{self.id}/card"
+
+
+@dataclass(frozen=True)
+class Attendance:
+    """One stay of one participant in a huddle; ``left_at`` is None while they are in."""
+
+    huddle_id: str
+    participant_id: str
+    name: str
+    joined_at: datetime
+    left_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PostRef:
+    """Where a core post landed: platform message id in a channel."""
+
+    key: str
+    channel: ChannelRef
+    ref: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A message in the built-in web chat."""
+
+    id: int
+    channel: str
+    author: str
+    is_bot: bool
+    title: str
+    text: str
+    buttons: list[dict[str, str]]
+    thread_of: int | None
+    visible_to: str | None
+    created_at: datetime
+    edited_at: datetime | None

@@ -1,0 +1,104 @@
+"""The database tables (SQLAlchemy Core). Changes here need a migration in bot/migrations/versions/."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike.
+
+    SQLite has no time zones, so values are stored as naive UTC and tagged UTC on the way out.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+huddles = Table(
+    "huddles",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("host_id", String(128), nullable=False),
+    Column("host_name", String(128), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("channel_id", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # "open" | "ended"
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("first_joined_at", UtcDateTime(), nullable=True),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    Column("end_reason", String(64), nullable=True),
+    Index("ix_huddles_state", "state"),
+)
+
+attendance = Table(
+    "attendance",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("huddle_id", String(16), ForeignKey("huddles.id"), nullable=False),
+    Column("participant_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("joined_at", UtcDateTime(), nullable=False),
+    Column("left_at", UtcDateTime(), nullable=True),
+    Index("ix_attendance_huddle", "huddle_id"),
+)
+
+# Where each core post landed on its platform, so the core can edit it and thread under it.
+posts = Table(
+    "posts",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("platform", String(32), nullable=False),
+    Column("channel_id", String(128), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# The built-in web chat's own history (it is a platform, and this is its server side).
+chat_messages = Table(
+    "chat_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(80), nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("is_bot", Integer, nullable=False, default=0),
+    Column("title", String(200), nullable=False, default=""),
+    Column("text", Text, nullable=False),
+    Column("buttons", Text, nullable=False, default="[]"),  # JSON [{"label", "url"}]
+    Column("thread_of", Integer, ForeignKey("chat_messages.id"), nullable=True),
+    Column("visible_to", String(64), nullable=True),  # ephemeral: only this user sees it
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("edited_at", UtcDateTime(), nullable=True),
+    Index("ix_chat_messages_channel", "channel", "id"),
+)

@@ -1,0 +1,309 @@
+"""Storage through SQLAlchemy 2 (async): SQLite by default, PostgreSQL with the same code.
+
+The schema is created and upgraded by Alembic migrations when the store opens.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.records import Attendance, ChatMessage, Huddle, PostRef
+from bot.schema import attendance, chat_messages, huddles, posts
+from bot.types import ChannelRef
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class Store:
+    """The one door to the database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect to ``url`` and bring the schema up to date."""
+        options: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            # Several tasks write concurrently; wait for the file lock rather than fail.
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options["pool_pre_ping"] = True
+        engine = create_async_engine(url, **options)
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+        return cls(engine)
+
+    async def close(self) -> None:
+        """Release every connection."""
+        await self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    # Huddles
+
+    async def add_huddle(self, huddle: Huddle) -> None:
+        """Insert a new huddle."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(huddles).values(
+                    id=huddle.id,
+                    title=huddle.title,
+                    host_id=huddle.host_id,
+                    host_name=huddle.host_name,
+                    platform=huddle.channel.platform,
+                    channel_id=huddle.channel.channel_id,
+                    state=huddle.state,
+                    created_at=huddle.created_at,
+                )
+            )
+
+    async def huddle(self, huddle_id: str) -> Huddle | None:
+        """The huddle with that id, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(huddles).where(huddles.c.id == huddle_id))).first()
+        return _huddle(row) if row else None
+
+    async def open_huddles(self, channel: ChannelRef | None = None) -> list[Huddle]:
+        """Huddles not yet ended, oldest first, optionally only those of one channel."""
+        query = select(huddles).where(huddles.c.state == "open")
+        if channel is not None:
+            query = query.where(
+                huddles.c.platform == channel.platform, huddles.c.channel_id == channel.channel_id
+            )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(huddles.c.created_at))).all()
+        return [_huddle(row) for row in rows]
+
+    async def mark_first_joined(self, huddle_id: str, at: datetime) -> None:
+        """Remember when the call really started (first person in)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(huddles)
+                .where(huddles.c.id == huddle_id, huddles.c.first_joined_at.is_(None))
+                .values(first_joined_at=at)
+            )
+
+    async def end_huddle(self, huddle_id: str, at: datetime, reason: str) -> bool:
+        """Mark the huddle ended; False if it already was (so only one caller ends it)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(huddles)
+                .where(huddles.c.id == huddle_id, huddles.c.state == "open")
+                .values(state="ended", ended_at=at, end_reason=reason)
+            )
+            await conn.execute(
+                update(attendance)
+                .where(attendance.c.huddle_id == huddle_id, attendance.c.left_at.is_(None))
+                .values(left_at=at)
+            )
+        return bool(result.rowcount)
+
+    # Attendance
+
+    async def record_join(self, huddle_id: str, participant_id: str, name: str, at: datetime) -> None:
+        """Log that a participant came in."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(attendance).values(
+                    huddle_id=huddle_id, participant_id=participant_id, name=name, joined_at=at
+                )
+            )
+
+    async def record_leave(self, huddle_id: str, participant_id: str, at: datetime) -> None:
+        """Log that a participant went out."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(attendance)
+                .where(
+                    attendance.c.huddle_id == huddle_id,
+                    attendance.c.participant_id == participant_id,
+                    attendance.c.left_at.is_(None),
+                )
+                .values(left_at=at)
+            )
+
+    async def attendance(self, huddle_id: str) -> list[Attendance]:
+        """Every stay in the huddle, in order of arrival."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(attendance)
+                    .where(attendance.c.huddle_id == huddle_id)
+                    .order_by(attendance.c.joined_at, attendance.c.id)
+                )
+            ).all()
+        return [
+            Attendance(
+                huddle_id=row.huddle_id,
+                participant_id=row.participant_id,
+                name=row.name,
+                joined_at=row.joined_at,
+                left_at=row.left_at,
+            )
+            for row in rows
+        ]
+
+    async def close_stale_attendance(self, at: datetime) -> int:
+        """After a restart nobody is connected: close stays left open by the previous process."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(attendance).where(attendance.c.left_at.is_(None)).values(left_at=at)
+            )
+        return int(result.rowcount)
+
+    # Post references
+
+    async def save_post_ref(self, ref: PostRef, at: datetime) -> None:
+        """Remember where a post landed (first delivery only; edits keep the same ref)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(posts).values(
+                    key=ref.key,
+                    platform=ref.channel.platform,
+                    channel_id=ref.channel.channel_id,
+                    ref=ref.ref,
+                    created_at=at,
+                )
+            )
+
+    async def post_ref(self, key: str) -> PostRef | None:
+        """Where the post with this key landed, if it was delivered."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(posts).where(posts.c.key == key))).first()
+        if row is None:
+            return None
+        return PostRef(key=row.key, channel=ChannelRef(row.platform, row.channel_id), ref=row.ref)
+
+    # The built-in web chat
+
+    async def add_chat_message(
+        self,
+        *,
+        channel: str,
+        author: str,
+        is_bot: bool,
+        text: str,
+        at: datetime,
+        title: str = "",
+        buttons: list[dict[str, str]] | None = None,
+        thread_of: int | None = None,
+        visible_to: str | None = None,
+    ) -> ChatMessage:
+        """Append a message to a web chat channel and return it with its id."""
+        values = {
+            "channel": channel,
+            "author": author,
+            "is_bot": int(is_bot),
+            "title": title,
+            "text": text,
+            "buttons": json.dumps(buttons or []),
+            "thread_of": thread_of,
+            "visible_to": visible_to,
+            "created_at": at,
+        }
+        async with self.engine.begin() as conn:
+            result = await conn.execute(insert(chat_messages).values(**values))
+            message_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        assert message_id is not None
+        return _chat({**values, "id": message_id, "edited_at": None})
+
+    async def edit_chat_message(
+        self, message_id: int, *, title: str, text: str, buttons: list[dict[str, str]], at: datetime
+    ) -> ChatMessage | None:
+        """Replace a message's content; None if there is no such message."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(chat_messages)
+                .where(chat_messages.c.id == message_id)
+                .values(title=title, text=text, buttons=json.dumps(buttons), edited_at=at)
+            )
+            row = (
+                await conn.execute(select(chat_messages).where(chat_messages.c.id == message_id))
+            ).first()
+        return _chat(row._asdict()) if row else None
+
+    async def chat_message(self, message_id: int) -> ChatMessage | None:
+        """One web chat message by id."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(chat_messages).where(chat_messages.c.id == message_id))
+            ).first()
+        return _chat(row._asdict()) if row else None
+
+    async def chat_history(
+        self, channel: str, viewer: str | None, limit: int = 200
+    ) -> list[ChatMessage]:
+        """The last ``limit`` messages of a channel that ``viewer`` may see, oldest first."""
+        visible = chat_messages.c.visible_to.is_(None)
+        if viewer is not None:
+            visible = visible | (chat_messages.c.visible_to == viewer)
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(chat_messages)
+                    .where(chat_messages.c.channel == channel, visible)
+                    .order_by(chat_messages.c.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_chat(row._asdict()) for row in reversed(rows)]
+
+    async def chat_channels(self) -> list[str]:
+        """Channels that have at least one message, by name."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(chat_messages.c.channel).distinct().order_by(chat_messages.c.channel)
+                )
+            ).all()
+        return [row.channel for row in rows]
+
+
+def _huddle(row: Row[Any]) -> Huddle:
+    return Huddle(
+        id=row.id,
+        title=row.title,
+        host_id=row.host_id,
+        host_name=row.host_name,
+        channel=ChannelRef(row.platform, row.channel_id),
+        state=row.state,
+        created_at=row.created_at,
+        first_joined_at=row.first_joined_at,
+        ended_at=row.ended_at,
+        end_reason=row.end_reason,
+    )
+
+
+def _chat(values: dict[str, Any]) -> ChatMessage:
+    return ChatMessage(
+        id=int(values["id"]),
+        channel=values["channel"],
+        author=values["author"],
+        is_bot=bool(values["is_bot"]),
+        title=values["title"] or "",
+        text=values["text"],
+        buttons=json.loads(values["buttons"] or "[]"),
+        thread_of=values["thread_of"],
+        visible_to=values["visible_to"],
+        created_at=values["created_at"],
+        edited_at=values["edited_at"],
+    )

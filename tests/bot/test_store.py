@@ -1,0 +1,123 @@
+"""The store, run the same way on SQLite and on the local PostgreSQL."""
+
+from datetime import UTC, datetime, timedelta
+
+from bot.records import Huddle, PostRef
+from bot.store import Store
+from bot.types import ChannelRef
+
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+GENERAL = ChannelRef("web", "general")
+
+
+def _huddle(huddle_id: str, channel: ChannelRef = GENERAL, minutes: int = 0) -> Huddle:
+    return Huddle(
+        id=huddle_id,
+        title=f"Huddle {huddle_id}",
+        host_id="alice",
+        host_name="Alice",
+        channel=channel,
+        state="open",
+        created_at=T0 + timedelta(minutes=minutes),
+    )
+
+
+async def test_migrations_run_once_and_again_without_harm(database_url: str) -> None:
+    store = await Store.open(database_url)
+    await store.close()
+    store = await Store.open(database_url)  # a restart: already at head
+    try:
+        assert await store.open_huddles() == []
+    finally:
+        await store.close()
+
+
+async def test_a_huddle_lives_and_ends_with_its_attendance(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        await store.add_huddle(_huddle("aaa111"))
+        await store.add_huddle(_huddle("bbb222", ChannelRef("web", "random"), minutes=1))
+        assert [h.id for h in await store.open_huddles()] == ["aaa111", "bbb222"]
+        assert [h.id for h in await store.open_huddles(GENERAL)] == ["aaa111"]
+
+        await store.record_join("aaa111", "p-1", "Alice", T0 + timedelta(minutes=2))
+        await store.mark_first_joined("aaa111", T0 + timedelta(minutes=2))
+        await store.record_join("aaa111", "p-2", "Bob", T0 + timedelta(minutes=3))
+        await store.mark_first_joined("aaa111", T0 + timedelta(minutes=3))  # keeps the first
+        await store.record_leave("aaa111", "p-2", T0 + timedelta(minutes=10))
+
+        stays = await store.attendance("aaa111")
+        assert [(s.name, s.left_at) for s in stays] == [
+            ("Alice", None),
+            ("Bob", T0 + timedelta(minutes=10)),
+        ]
+        assert stays[0].joined_at == T0 + timedelta(minutes=2)
+        assert stays[0].joined_at.tzinfo is not None
+
+        end = T0 + timedelta(minutes=25)
+        assert await store.end_huddle("aaa111", end, "ended by host") is True
+        assert await store.end_huddle("aaa111", end, "empty") is False  # only one ender wins
+        huddle = await store.huddle("aaa111")
+        assert huddle is not None
+        assert (huddle.state, huddle.ended_at, huddle.end_reason) == ("ended", end, "ended by host")
+        assert huddle.first_joined_at == T0 + timedelta(minutes=2)
+        assert all(s.left_at is not None for s in await store.attendance("aaa111"))
+        assert [h.id for h in await store.open_huddles()] == ["bbb222"]
+        assert await store.huddle("nope00") is None
+    finally:
+        await store.close()
+
+
+async def test_stale_attendance_is_closed_after_a_restart(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        await store.add_huddle(_huddle("ccc333"))
+        await store.record_join("ccc333", "p-1", "Alice", T0)
+        assert await store.close_stale_attendance(T0 + timedelta(hours=1)) == 1
+        assert (await store.attendance("ccc333"))[0].left_at == T0 + timedelta(hours=1)
+    finally:
+        await store.close()
+
+
+async def test_post_refs_and_web_chat_history(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        card = await store.add_chat_message(
+            channel="general",
+            author="huddle",
+            is_bot=True,
+            title="Retro",
+            text="Nobody in yet",
+            buttons=[{"label": "Join", "url": "http://x/h/1"}],
+            at=T0,
+        )
+        await store.save_post_ref(PostRef("huddle/aaa111/card", GENERAL, str(card.id)), T0)
+        assert await store.post_ref("huddle/aaa111/card") == PostRef(
+            "huddle/aaa111/card", GENERAL, str(card.id)
+        )
+        assert await store.post_ref("missing") is None
+
+        await store.add_chat_message(
+            channel="general", author="alice", is_bot=False, text="hi", thread_of=card.id, at=T0
+        )
+        await store.add_chat_message(
+            channel="general",
+            author="huddle",
+            is_bot=True,
+            text="only for bob",
+            visible_to="bob",
+            at=T0,
+        )
+        edited = await store.edit_chat_message(
+            card.id, title="Retro", text="2 in the huddle", buttons=[], at=T0 + timedelta(1)
+        )
+        assert edited is not None and edited.text == "2 in the huddle" and edited.buttons == []
+
+        alice_sees = await store.chat_history("general", "alice")
+        bob_sees = await store.chat_history("general", "bob")
+        assert [m.text for m in alice_sees] == ["2 in the huddle", "hi"]
+        assert [m.text for m in bob_sees] == ["2 in the huddle", "hi", "only for bob"]
+        assert alice_sees[1].thread_of == card.id
+        assert await store.chat_channels() == ["general"]
+    finally:
+        await store.close()
