@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from pathlib import Path
 
 from aiohttp import web
@@ -35,11 +36,15 @@ async def serve(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    log.info(
-        "serving url=%s database=%s", settings.public_url, parts.store.dialect
-    )
+    log.info("serving url=%s database=%s", settings.public_url, parts.store.dialect)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # A clean stop tells everyone in a call ("server shutting down") and closes the database.
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("shutting down")
     finally:
         await runner.cleanup()
 
@@ -55,10 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.data_dir:
         settings.data_dir = args.data_dir
     logs.setup(settings.log_level)
-    try:
-        asyncio.run(serve(settings))
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

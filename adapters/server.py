@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from adapters.web import WebChat
 from bot.commands import Commands
 from bot.config import Settings
-from bot.delivery import Publisher
+from bot.delivery import Platform, Publisher
 from bot.health import Health
 from bot.huddles import HuddleService
 from bot.store import Store
@@ -21,7 +22,29 @@ from media.server import MediaServer
 
 log = logging.getLogger("huddle.server")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+class PlatformAdapter(Platform, Protocol):
+    """A chat platform adapter: output for the core (Platform) plus its own lifecycle."""
+
+    def add_routes(self, app: web.Application) -> None:
+        """Mount any HTTP routes the platform needs (Slack's HTTP mode, say)."""
+        ...
+
+    async def start(self) -> None:
+        """Connect to the platform (sockets, command sync)."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect cleanly."""
+        ...
+
+
+def platform_adapters(
+    settings: Settings, commands: Commands, store: Store
+) -> list[PlatformAdapter]:
+    """The platform adapters the configuration turns on (one ``if`` per platform)."""
+    found: list[PlatformAdapter] = []
+    return found
 
 
 @dataclass
@@ -37,6 +60,7 @@ class Huddle:
     web_chat: WebChat
     health: Health
     app: web.Application
+    platforms: list[PlatformAdapter]
 
 
 async def build(settings: Settings) -> Huddle:
@@ -56,20 +80,33 @@ async def build(settings: Settings) -> Huddle:
     commands = Commands(huddles)
     web_chat = WebChat(store, commands)
     publisher.register(web_chat)
+    platforms = platform_adapters(settings, commands, store)
+    for platform in platforms:
+        publisher.register(platform)
     health = Health(store, media, platforms=sorted(publisher.platforms))
 
     app = web.Application(middlewares=[_errors(health)], client_max_size=1024 * 1024)
     health.add_routes(app)
     media.add_routes(app)
     web_chat.add_routes(app)
-    parts = Huddle(settings, store, media, publisher, huddles, commands, web_chat, health, app)
+    for platform in platforms:
+        platform.add_routes(app)
+    parts = Huddle(
+        settings, store, media, publisher, huddles, commands, web_chat, health, app, platforms
+    )
 
     async def on_startup(_: web.Application) -> None:
+        publisher.start()
         await huddles.start()
+        for platform in platforms:
+            await platform.start()
 
     async def on_shutdown(_: web.Application) -> None:
+        for platform in platforms:
+            await platform.stop()
         await media.close()
         await huddles.stop()
+        await publisher.stop()
         await store.close()
 
     app.on_startup.append(on_startup)
@@ -77,7 +114,7 @@ async def build(settings: Settings) -> Huddle:
     return parts
 
 
-def _errors(health: Health) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _errors(health: Health) -> Middleware:
     """Count client errors; turn anything unexpected into a clear 500 and a log line."""
 
     @web.middleware

@@ -41,7 +41,16 @@ class Commands:
         if isinstance(request, parser.ShowHelp):
             return CommandResult(replies=[Reply(parser.USAGE)])
         if isinstance(request, parser.StartHuddle):
-            delivered = await self.huddles.create(command.channel, command.user, request.title)
+            huddle, delivered = await self.huddles.create(
+                command.channel, command.user, request.title
+            )
+            if delivered is None:
+                queued = Reply(
+                    f"Huddle `{huddle.id}` is open; its card is on its way (the chat platform is "
+                    "slow to answer right now).",
+                    (Button("Join", self.huddles.join_url(huddle.id)),),
+                )
+                return CommandResult(replies=[queued])
             return CommandResult(posted=[delivered])
         if isinstance(request, parser.ListHuddles):
             return await self._list(command)
@@ -69,15 +78,15 @@ class Commands:
         huddle = await self.huddles.store.huddle(request.huddle_id)
         if huddle is None or huddle.channel.platform != command.channel.platform:
             return CommandResult(
-                replies=[Reply(f"There is no huddle `{request.huddle_id}`. `/meet list` shows ids.")]
+                replies=[
+                    Reply(f"There is no huddle `{request.huddle_id}`. `/meet list` shows ids.")
+                ]
             )
         if not huddle.is_open:
             return CommandResult(replies=[Reply(f"Huddle `{huddle.id}` has already ended.")])
         if huddle.host_id != command.user.id:
             return CommandResult(
-                replies=[
-                    Reply(f"Only {huddle.host_name}, who started `{huddle.id}`, can end it.")
-                ]
+                replies=[Reply(f"Only {huddle.host_name}, who started `{huddle.id}`, can end it.")]
             )
         await self.huddles.end(huddle.id, "ended by host")
         return CommandResult(replies=[Reply(f"Ended “{huddle.title}” (`{huddle.id}`).")])

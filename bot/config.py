@@ -18,6 +18,14 @@ def _float_env(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from exc
 
 
+def _ids_env(name: str) -> tuple[int, ...]:
+    raw = os.environ.get(name, "")
+    try:
+        return tuple(int(part) for part in raw.replace(",", " ").split())
+    except ValueError as exc:
+        raise ValueError(f"{name} must be numeric ids separated by commas, got {raw!r}") from exc
+
+
 @dataclass
 class Settings:
     """Everything `huddle serve` needs; see the README's configuration table."""
@@ -38,6 +46,16 @@ class Settings:
     #: Secret that signs join links; read from HUDDLE_SECRET or kept in the data dir.
     secret: bytes = field(default=b"", repr=False)
     log_level: str = "INFO"
+    # Slack (adapters/slack): Socket Mode with an app token, else HTTP mode with a signing secret.
+    slack_bot_token: str = field(default="", repr=False)
+    slack_app_token: str = field(default="", repr=False)
+    slack_signing_secret: str = field(default="", repr=False)
+    slack_api_url: str = ""
+    # Discord (adapters/discord).
+    discord_token: str = field(default="", repr=False)
+    discord_api_url: str = ""
+    discord_gateway_url: str = ""
+    discord_guild_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +71,14 @@ class Settings:
             link_ttl=_float_env("HUDDLE_LINK_TTL", cls.link_ttl),
             secret=os.environ.get("HUDDLE_SECRET", "").encode(),
             log_level=os.environ.get("HUDDLE_LOG_LEVEL", "INFO").upper(),
+            slack_bot_token=os.environ.get("SLACK_BOT_TOKEN", ""),
+            slack_app_token=os.environ.get("SLACK_APP_TOKEN", ""),
+            slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
+            slack_api_url=os.environ.get("SLACK_API_URL", ""),
+            discord_token=os.environ.get("DISCORD_TOKEN", ""),
+            discord_api_url=os.environ.get("DISCORD_API_URL", ""),
+            discord_gateway_url=os.environ.get("DISCORD_GATEWAY_URL", ""),
+            discord_guild_ids=_ids_env("DISCORD_GUILD_IDS"),
         )
         return settings
 

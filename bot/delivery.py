@@ -1,19 +1,28 @@
-"""Putting core posts on platforms: first send, later edits in place, threads under parents.
+"""Putting core posts on platforms, durably: a post is sent once, then edited in place.
 
-Each adapter registers a :class:`Platform`; the :class:`Publisher` remembers where every post landed
-(in the store) so the core can edit a card or reply in its thread by key alone.
+Every post goes through the outbox (the ``posts`` table) before any platform sees it. A worker
+delivers what is due; a failure is retried with backoff until the platform is back, and a process
+that dies mid-send leaves the post due, so the next process (or this one, restarted) delivers it.
+Edits of one post coalesce (only the latest text is sent), and posts in one thread land in order.
+
+A post that reached the platform just before a crash, with its ref not yet recorded, is sent again:
+adapters pass ``post.key`` to the platform as an idempotency key where it has one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from datetime import UTC, datetime
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from bot.records import PostRef
+from bot.records import OutboxEntry
 from bot.store import Store
-from bot.types import Delivered, Post
+from bot.types import Button, Delivered, HuddleSnapshot, Post
 
 log = logging.getLogger("huddle.delivery")
 
@@ -24,64 +33,198 @@ class Platform(Protocol):
     name: str
 
     async def send(self, post: Post, thread_ref: str | None) -> str:
-        """Post a new message (in the thread of ``thread_ref`` if given); return its platform id."""
+        """Post a new message (in the thread of ``thread_ref`` if given); return its platform id.
+
+        Raise on failure: the outbox retries. ``post.key`` is stable across retries.
+        """
         ...
 
     async def edit(self, ref: str, post: Post) -> None:
         """Replace the content of the message ``ref`` with ``post``."""
         ...
 
+    async def on_huddle(self, snapshot: HuddleSnapshot) -> None:
+        """Mirror a huddle natively where the platform can (no-op elsewhere)."""
+        ...
 
-class DeliveryError(Exception):
-    """A post could not be delivered even after retries."""
+
+def _encode(post: Post) -> str:
+    return json.dumps(
+        {
+            "title": post.title,
+            "text": post.text,
+            "buttons": [[b.label, b.url] for b in post.buttons],
+        }
+    )
+
+
+def _decode(entry: OutboxEntry) -> Post:
+    data = json.loads(entry.payload)
+    return Post(
+        key=entry.key,
+        channel=entry.channel,
+        title=data["title"],
+        text=data["text"],
+        buttons=tuple(Button(label, url) for label, url in data["buttons"]),
+        thread_of=entry.thread_of,
+    )
 
 
 class Publisher:
-    """Routes posts to their platform; sends the first time a key is seen, edits after that."""
+    """The outbox: ``publish`` records a post, a background worker delivers it."""
 
-    def __init__(self, store: Store, attempts: int = 4, backoff: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_backoff: float = 60.0,
+        lease: float = 30.0,
+        poll: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.platforms: dict[str, Platform] = {}
-        self.attempts = attempts
-        self.backoff = backoff
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.max_backoff = max_backoff
+        self.lease = lease
+        self.poll = poll
+        self.clock = clock
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._wake = asyncio.Event()
+        self._delivered = asyncio.Condition()
+        self._worker: asyncio.Task[None] | None = None
 
     def register(self, platform: Platform) -> None:
         """Make a platform available for posts to its channels."""
         self.platforms[platform.name] = platform
 
-    async def publish(self, post: Post) -> Delivered:
-        """Send or edit ``post`` on its channel's platform, retrying transient failures."""
-        platform = self.platforms.get(post.channel.platform)
+    def start(self) -> None:
+        """Start delivering (and pick up whatever a previous process left due)."""
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the worker; undelivered posts stay in the outbox for the next start."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    async def publish(self, post: Post, wait: float = 5.0) -> Delivered | None:
+        """Record ``post`` durably and wait up to ``wait`` s for it to land.
+
+        Returns where it landed, or None if it is still queued (it will be delivered later).
+        """
+        version = await self.store.put_post(
+            post.key, post.channel, post.thread_of, _encode(post), self.clock()
+        )
+        self._wake.set()
+        if wait <= 0:
+            return None
+        try:
+            async with asyncio.timeout(wait):
+                async with self._delivered:
+                    while True:
+                        delivered_version, ref = await self.store.post_progress(post.key)
+                        if delivered_version >= version and ref is not None:
+                            return Delivered(post=post, ref=ref)
+                        # Woken by our worker, or by the poll when another process delivered it.
+                        try:
+                            await asyncio.wait_for(self._delivered.wait(), timeout=self.poll)
+                        except TimeoutError:
+                            pass
+        except TimeoutError:
+            log.warning("post queued key=%s (platform slow or down; it will be retried)", post.key)
+            return None
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until nothing is left to deliver (tests, orderly shutdown)."""
+        async with asyncio.timeout(timeout):
+            while await self.store.outbox_backlog():
+                self._wake.set()
+                await asyncio.sleep(0.02)
+
+    async def notify(self, snapshot: HuddleSnapshot) -> None:
+        """Tell the huddle's platform its new state; failures are logged, never raised."""
+        platform = self.platforms.get(snapshot.channel.platform)
         if platform is None:
-            raise DeliveryError(f"no adapter for platform {post.channel.platform!r}")
-        # One delivery per key at a time, so two quick updates never both "send" a new message.
-        lock = self._locks.setdefault(post.key, asyncio.Lock())
-        async with lock:
-            existing = await self.store.post_ref(post.key)
-            thread_ref = None
-            if post.thread_of is not None:
-                parent = await self.store.post_ref(post.thread_of)
-                thread_ref = parent.ref if parent else None
-            for attempt in range(1, self.attempts + 1):
+            return
+        try:
+            await platform.on_huddle(snapshot)
+        except Exception:
+            log.exception(
+                "huddle mirror failed huddle=%s platform=%s", snapshot.huddle_id, platform.name
+            )
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                delivered_any = await self._deliver_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database itself failing (restarting, say): keep trying, never die.
+                log.exception("outbox pass failed")
+                delivered_any = False
+            if not delivered_any:
+                self._wake.clear()
                 try:
-                    if existing is not None:
-                        await platform.edit(existing.ref, post)
-                        return Delivered(post=post, ref=existing.ref, thread_ref=thread_ref)
-                    ref = await platform.send(post, thread_ref)
-                    await self.store.save_post_ref(
-                        PostRef(key=post.key, channel=post.channel, ref=ref), datetime.now(UTC)
-                    )
-                    return Delivered(post=post, ref=ref, thread_ref=thread_ref)
-                except Exception as exc:
-                    log.warning(
-                        "delivery failed key=%s platform=%s attempt=%d error=%r",
-                        post.key,
-                        platform.name,
-                        attempt,
-                        exc,
-                    )
-                    if attempt == self.attempts:
-                        raise DeliveryError(f"could not deliver {post.key}: {exc}") from exc
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+                except TimeoutError:
+                    pass
+
+    async def _deliver_due(self) -> bool:
+        now = self.clock()
+        entries = await self.store.claim_due_posts(
+            now, now + timedelta(seconds=self.lease), limit=50
+        )
+        for entry in entries:
+            await self._deliver(entry)
+        if entries:
+            async with self._delivered:
+                self._delivered.notify_all()
+        return bool(entries)
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        platform = self.platforms.get(entry.channel.platform)
+        now = self.clock()
+        if platform is None:
+            await self._failed(entry, f"no adapter for platform {entry.channel.platform!r}")
+            return
+        if entry.ref is None and await self.store.undelivered_before(entry):
+            # Its thread parent or an older reply has not landed yet: keep thread order.
+            later = now + timedelta(seconds=self.poll)
+            await self.store.mark_post_failed(
+                entry, "waiting for thread order", later, attempt=False
+            )
+            return
+        post = _decode(entry)
+        try:
+            if entry.ref is not None:
+                await platform.edit(entry.ref, post)
+                ref = entry.ref
+            else:
+                thread_ref = None
+                if entry.thread_of is not None:
+                    parent = await self.store.post_ref(entry.thread_of)
+                    thread_ref = parent.ref if parent else None
+                ref = await platform.send(post, thread_ref)
+        except Exception as exc:
+            await self._failed(entry, repr(exc))
+            return
+        await self.store.mark_post_delivered(entry, ref, self.clock())
+        if entry.attempts:
+            log.info("post delivered after retries key=%s attempts=%d", entry.key, entry.attempts)
+
+    async def _failed(self, entry: OutboxEntry, error: str) -> None:
+        delay = min(self.max_backoff, 0.5 * 2**entry.attempts)
+        level = logging.WARNING if entry.attempts < 5 else logging.ERROR
+        log.log(
+            level,
+            "delivery failed key=%s platform=%s attempt=%d retry_in=%.1fs error=%s",
+            entry.key,
+            entry.channel.platform,
+            entry.attempts + 1,
+            delay,
+            error[:300],
+        )
+        await self.store.mark_post_failed(entry, error, self.clock() + timedelta(seconds=delay))

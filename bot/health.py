@@ -17,11 +17,16 @@ from bot.store import Store
 class MediaCounts(Protocol):
     """The numbers the media core reports (``media.server.MediaStats``)."""
 
-    huddles: int
-    participants: int
-    packets_forwarded: int
-    bytes_forwarded: int
-    signaling_errors: int
+    @property
+    def huddles(self) -> int: ...
+    @property
+    def participants(self) -> int: ...
+    @property
+    def packets_forwarded(self) -> int: ...
+    @property
+    def bytes_forwarded(self) -> int: ...
+    @property
+    def signaling_errors(self) -> int: ...
 
 
 class _Stats(Protocol):
@@ -37,7 +42,9 @@ class MediaCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.media.stats()
-        yield GaugeMetricFamily("huddle_huddles_active", "Huddles with someone in them", stats.huddles)
+        yield GaugeMetricFamily(
+            "huddle_huddles_active", "Huddles with someone in them", stats.huddles
+        )
         yield GaugeMetricFamily(
             "huddle_participants", "Participants connected to the media server", stats.participants
         )

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 from bot.cards import huddle_card
 from bot.config import Settings
 from bot.delivery import Publisher
-from bot.records import Huddle
+from bot.records import Attendance, Huddle
 from bot.store import Store
-from bot.types import ChannelRef, Delivered, User
+from bot.types import ChannelRef, Delivered, HuddleSnapshot, User
 from media.events import HuddleAccess, MediaEvent, MediaListener, ParticipantJoined
 
 log = logging.getLogger("huddle.huddles")
@@ -69,7 +69,11 @@ class HuddleService:
         closed = await self.store.close_stale_attendance(now)
         for huddle in await self.store.open_huddles():
             # Nobody is connected after a restart: give people the grace period to come back.
-            delay = self.settings.empty_grace if huddle.first_joined_at else self.settings.unused_timeout
+            delay = (
+                self.settings.empty_grace
+                if huddle.first_joined_at
+                else self.settings.unused_timeout
+            )
             self._schedule_end(huddle.id, delay, "empty")
             self.refresh_card(huddle.id)
         if closed:
@@ -86,8 +90,10 @@ class HuddleService:
 
     # Creating and ending
 
-    async def create(self, channel: ChannelRef, host: User, title: str | None) -> Delivered:
-        """Start a huddle in ``channel`` and post its card there."""
+    async def create(
+        self, channel: ChannelRef, host: User, title: str | None
+    ) -> tuple[Huddle, Delivered | None]:
+        """Start a huddle in ``channel`` and post its card there (None: the card is queued)."""
         huddle = Huddle(
             id=new_huddle_id(),
             title=title or f"{host.name}'s huddle",
@@ -100,7 +106,13 @@ class HuddleService:
         await self.store.add_huddle(huddle)
         log.info("huddle created id=%s channel=%s host=%s", huddle.id, channel, host.id)
         self._schedule_end(huddle.id, self.settings.unused_timeout, "unused")
-        return await self.publisher.publish(huddle_card(huddle, [], self.join_url(huddle.id)))
+        url = self.join_url(huddle.id)
+        delivered = await self.publisher.publish(huddle_card(huddle, [], url))
+        # Platforms that mirror calls natively (Slack's Calls API) register it now.
+        await self.publisher.notify(
+            _snapshot(huddle, [], url, delivered.ref if delivered else None)
+        )
+        return huddle, delivered
 
     async def end(self, huddle_id: str, reason: str) -> bool:
         """End the huddle now: close the call, update the card. False if it was not open."""
@@ -184,6 +196,7 @@ class HuddleService:
         """Wait until every pending card update has been delivered (tests, shutdown)."""
         while self._refreshing:
             await asyncio.gather(*list(self._refreshing.values()), return_exceptions=True)
+        await self.publisher.flush()
 
     async def _refresh(self, huddle_id: str) -> None:
         try:
@@ -194,9 +207,26 @@ class HuddleService:
                     return
                 stays = await self.store.attendance(huddle_id)
                 url = self.join_url(huddle_id) if huddle.is_open else None
-                try:
-                    await self.publisher.publish(huddle_card(huddle, stays, url))
-                except Exception:
-                    log.exception("card update failed huddle=%s", huddle_id)
+                # Queued durably; a platform that is down gets the latest card when it is back.
+                await self.publisher.publish(huddle_card(huddle, stays, url), wait=0)
+                card = await self.store.post_ref(huddle.card_key)
+                await self.publisher.notify(
+                    _snapshot(huddle, stays, url, card.ref if card else None)
+                )
         finally:
             self._refreshing.pop(huddle_id, None)
+
+
+def _snapshot(
+    huddle: Huddle, stays: Sequence[Attendance], url: str | None, card_ref: str | None
+) -> HuddleSnapshot:
+    return HuddleSnapshot(
+        huddle_id=huddle.id,
+        title=huddle.title,
+        channel=huddle.channel,
+        host=User(huddle.host_id, huddle.host_name),
+        join_url=url,
+        is_open=huddle.is_open,
+        present=tuple((s.participant_id, s.name) for s in stays if s.left_at is None),
+        card_ref=card_ref,
+    )

@@ -54,6 +54,21 @@ class PostRef:
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """A post waiting in the outbox: what it should say now and how far delivery got."""
+
+    id: int
+    key: str
+    channel: ChannelRef
+    thread_of: str | None
+    payload: str  # JSON: title, text, buttons
+    version: int
+    delivered_version: int
+    ref: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     """A message in the built-in web chat."""
 

@@ -1,4 +1,4 @@
-"""The database tables (SQLAlchemy Core). Changes here need a migration in bot/migrations/versions/."""
+"""The database tables (SQLAlchemy Core); a change here needs a migration in bot/migrations/."""
 
 from __future__ import annotations
 
@@ -74,15 +74,28 @@ attendance = Table(
     Index("ix_attendance_huddle", "huddle_id"),
 )
 
-# Where each core post landed on its platform, so the core can edit it and thread under it.
+# The durable outbox: every core post, what it should say now (``payload`` at ``version``), what
+# the platform last acknowledged (``delivered_version``) and where it landed (``ref``). Edits of
+# one post coalesce; a post is sent once, then only edited.
 posts = Table(
     "posts",
     metadata,
-    Column("key", String(200), primary_key=True),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),
     Column("platform", String(32), nullable=False),
     Column("channel_id", String(128), nullable=False),
-    Column("ref", String(128), nullable=False),
+    Column("thread_of", String(200), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("delivered_version", Integer, nullable=False, default=0),
+    Column("ref", String(128), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("delivered_at", UtcDateTime(), nullable=True),
+    Index("ix_posts_pending", "delivered_version", "version"),
 )
 
 # The built-in web chat's own history (it is a platform, and this is its server side).

@@ -12,10 +12,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.records import Attendance, ChatMessage, Huddle, PostRef
+from bot.records import Attendance, ChatMessage, Huddle, OutboxEntry, PostRef
 from bot.schema import attendance, chat_messages, huddles, posts
 from bot.types import ChannelRef
 
@@ -119,7 +120,9 @@ class Store:
 
     # Attendance
 
-    async def record_join(self, huddle_id: str, participant_id: str, name: str, at: datetime) -> None:
+    async def record_join(
+        self, huddle_id: str, participant_id: str, name: str, at: datetime
+    ) -> None:
         """Log that a participant came in."""
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -170,18 +173,136 @@ class Store:
             )
         return int(result.rowcount)
 
-    # Post references
+    # The outbox of posts
 
-    async def save_post_ref(self, ref: PostRef, at: datetime) -> None:
-        """Remember where a post landed (first delivery only; edits keep the same ref)."""
+    async def put_post(
+        self,
+        key: str,
+        channel: ChannelRef,
+        thread_of: str | None,
+        payload: str,
+        at: datetime,
+    ) -> int:
+        """Record what post ``key`` should say now; return its new version (1 = first time)."""
+        for _ in range(3):
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(posts)
+                    .where(posts.c.key == key)
+                    .values(
+                        payload=payload,
+                        version=posts.c.version + 1,
+                        next_attempt_at=at,
+                        attempts=0,
+                    )
+                    .returning(posts.c.version)
+                )
+                row = result.first()
+                if row is not None:
+                    return int(row.version)
+                try:
+                    await conn.execute(
+                        insert(posts).values(
+                            key=key,
+                            platform=channel.platform,
+                            channel_id=channel.channel_id,
+                            thread_of=thread_of,
+                            payload=payload,
+                            version=1,
+                            delivered_version=0,
+                            attempts=0,
+                            next_attempt_at=at,
+                            created_at=at,
+                        )
+                    )
+                    return 1
+                except IntegrityError:
+                    # Another process inserted the same key between our update and insert.
+                    await conn.rollback()
+        raise RuntimeError(f"could not record post {key}")
+
+    async def claim_due_posts(
+        self, now: datetime, lease_until: datetime, limit: int = 50
+    ) -> list[OutboxEntry]:
+        """Take a lease on posts due for delivery, oldest first, so no other process sends them."""
+        due = (
+            select(posts.c.id)
+            .where(
+                posts.c.delivered_version < posts.c.version,
+                posts.c.next_attempt_at <= now,
+                or_(posts.c.lease_until.is_(None), posts.c.lease_until < now),
+            )
+            .order_by(posts.c.id)
+            .limit(limit)
+        )
+        claimed: list[OutboxEntry] = []
+        async with self.engine.begin() as conn:
+            ids = [row.id for row in (await conn.execute(due)).all()]
+        for post_id in ids:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(posts)
+                    .where(
+                        posts.c.id == post_id,
+                        or_(posts.c.lease_until.is_(None), posts.c.lease_until < now),
+                    )
+                    .values(lease_until=lease_until)
+                    .returning(*posts.c)
+                )
+                row = result.first()
+            if row is not None:
+                claimed.append(_outbox(row))
+        return claimed
+
+    async def undelivered_before(self, entry: OutboxEntry) -> bool:
+        """True if an older post of the same thread (or its parent) has not landed yet."""
+        if entry.thread_of is None:
+            return False
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(posts.c.id)
+                    .where(
+                        posts.c.ref.is_(None),
+                        or_(
+                            posts.c.key == entry.thread_of,
+                            (posts.c.thread_of == entry.thread_of) & (posts.c.id < entry.id),
+                        ),
+                    )
+                    .limit(1)
+                )
+            ).first()
+        return row is not None
+
+    async def mark_post_delivered(self, entry: OutboxEntry, ref: str, at: datetime) -> None:
+        """The platform has ``entry`` at its version; release the lease."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                insert(posts).values(
-                    key=ref.key,
-                    platform=ref.channel.platform,
-                    channel_id=ref.channel.channel_id,
-                    ref=ref.ref,
-                    created_at=at,
+                update(posts)
+                .where(posts.c.id == entry.id)
+                .values(
+                    ref=ref,
+                    delivered_version=entry.version,
+                    delivered_at=at,
+                    lease_until=None,
+                    attempts=0,
+                    last_error=None,
+                )
+            )
+
+    async def mark_post_failed(
+        self, entry: OutboxEntry, error: str, retry_at: datetime, *, attempt: bool = True
+    ) -> None:
+        """Delivery failed (or had to wait, ``attempt=False``); try again at ``retry_at``."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(posts)
+                .where(posts.c.id == entry.id)
+                .values(
+                    attempts=posts.c.attempts + int(attempt),
+                    next_attempt_at=retry_at,
+                    lease_until=None,
+                    last_error=error[:2000],
                 )
             )
 
@@ -189,9 +310,27 @@ class Store:
         """Where the post with this key landed, if it was delivered."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(posts).where(posts.c.key == key))).first()
-        if row is None:
+        if row is None or row.ref is None:
             return None
         return PostRef(key=row.key, channel=ChannelRef(row.platform, row.channel_id), ref=row.ref)
+
+    async def post_progress(self, key: str) -> tuple[int, str | None]:
+        """(delivered version, platform ref) of a post; (0, None) if unknown."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(posts.c.delivered_version, posts.c.ref).where(posts.c.key == key)
+                )
+            ).first()
+        return (int(row.delivered_version), row.ref) if row else (0, None)
+
+    async def outbox_backlog(self) -> int:
+        """Posts whose latest version has not reached the platform."""
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                select(func.count()).where(posts.c.delivered_version < posts.c.version)
+            )
+        return int(count or 0)
 
     # The built-in web chat
 
@@ -253,7 +392,7 @@ class Store:
         self, channel: str, viewer: str | None, limit: int = 200
     ) -> list[ChatMessage]:
         """The last ``limit`` messages of a channel that ``viewer`` may see, oldest first."""
-        visible = chat_messages.c.visible_to.is_(None)
+        visible: ColumnElement[bool] = chat_messages.c.visible_to.is_(None)
         if viewer is not None:
             visible = visible | (chat_messages.c.visible_to == viewer)
         async with self.engine.connect() as conn:
@@ -290,6 +429,20 @@ def _huddle(row: Row[Any]) -> Huddle:
         first_joined_at=row.first_joined_at,
         ended_at=row.ended_at,
         end_reason=row.end_reason,
+    )
+
+
+def _outbox(row: Row[Any]) -> OutboxEntry:
+    return OutboxEntry(
+        id=row.id,
+        key=row.key,
+        channel=ChannelRef(row.platform, row.channel_id),
+        thread_of=row.thread_of,
+        payload=row.payload,
+        version=row.version,
+        delivered_version=row.delivered_version,
+        ref=row.ref,
+        attempts=row.attempts,
     )
 
 

@@ -1,4 +1,4 @@
-"""Neutral types between adapters and the core: a `Command` comes in, `Post`s and `Reply`s go out."""
+"""Neutral types between adapters and the core: a `Command` in, `Post`s and `Reply`s out."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class Post:
 
 @dataclass(frozen=True)
 class Reply:
-    """An answer only the person who typed the command sees (ephemeral where the platform allows)."""
+    """An answer only the person who typed the command sees (ephemeral where the platform can)."""
 
     text: str
     buttons: tuple[Button, ...] = ()
@@ -81,3 +81,21 @@ class CommandResult:
 
     replies: list[Reply] = field(default_factory=list)
     posted: list[Delivered] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HuddleSnapshot:
+    """A huddle's state as platforms may mirror it natively (Slack's Calls API, say).
+
+    Sent to the platform of the huddle's channel each time the card changes; ``present`` holds
+    ``(participant_id, name)`` pairs for who is in the call right now.
+    """
+
+    huddle_id: str
+    title: str
+    channel: ChannelRef
+    host: User
+    join_url: str | None
+    is_open: bool
+    present: tuple[tuple[str, str], ...]
+    card_ref: str | None

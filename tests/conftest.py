@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, async_playwright
@@ -31,7 +31,9 @@ def chromium_path() -> str:
     """Debian's Chromium; `make test` installs it. Playwright's own download is never used."""
     path = os.environ.get("HUDDLE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(path):
-        raise RuntimeError(f"Chromium not found at {path}: run `make test` (it installs Debian's chromium)")
+        raise RuntimeError(
+            f"Chromium not found at {path}: run `make test` (it installs Debian's chromium)"
+        )
     return path
 
 
@@ -89,3 +91,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path}/huddle.db"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the server binds it right after)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,4 +1,4 @@
-"""The built-in web chat: channels, messages, threads and buttons in a browser, no account needed."""
+"""The built-in web chat: channels, messages, threads and buttons in a browser; no account."""
 
 from adapters.web.chat import WebChat
 

@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from aiohttp import web
 from bot.commands import Commands
 from bot.records import ChatMessage
 from bot.store import Store
-from bot.types import ChannelRef, Command, Post, User
+from bot.types import ChannelRef, Command, HuddleSnapshot, Post, User
 
 log = logging.getLogger("huddle.web")
 
@@ -115,6 +114,9 @@ class WebChat:
             raise LookupError(f"web chat message {ref} does not exist")
         self._broadcast(message)
 
+    async def on_huddle(self, snapshot: HuddleSnapshot) -> None:
+        """The web chat shows huddles through their cards only."""
+
     def _broadcast(self, message: ChatMessage) -> None:
         data = json.dumps(_post_json(message))
         for listener in list(self._listeners.get(message.channel, ())):
@@ -171,7 +173,9 @@ class WebChat:
             raise BadRequest(f'"text" is {len(text)} characters; the limit is {MAX_TEXT}.')
         thread_of = body.get("thread_of")
         if thread_of is not None:
-            parent = await self.store.chat_message(thread_of) if isinstance(thread_of, int) else None
+            parent = (
+                await self.store.chat_message(thread_of) if isinstance(thread_of, int) else None
+            )
             if parent is None or parent.channel != channel:
                 raise BadRequest('"thread_of" must be the id of a message in this channel.')
         user = user.strip()
@@ -187,10 +191,10 @@ class WebChat:
     async def _run_command(self, channel: str, user: str, text: str) -> list[dict[str, Any]]:
         name, _, rest = text.partition(" ")
         if name != "/meet":
-            reply = await self._ephemeral(
+            unknown = await self._ephemeral(
                 channel, user, f"Unknown command `{name[:40]}`. Try `/meet help`.", []
             )
-            return [_post_json(reply)]
+            return [_post_json(unknown)]
         result = await self.commands.handle(
             Command(channel=ChannelRef(self.name, channel), user=User(user, user), text=rest)
         )
@@ -246,6 +250,3 @@ class WebChat:
         finally:
             self._listeners.get(channel, set()).discard(listener)
         return response
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -8,7 +8,7 @@ connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=metadata,
-    # SQLite cannot ALTER most things; batch mode rebuilds tables there and is a no-op on PostgreSQL.
+    # SQLite cannot ALTER most things; batch mode rebuilds tables there (no-op on PostgreSQL).
     render_as_batch=True,
 )
 with context.begin_transaction():

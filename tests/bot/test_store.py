@@ -79,7 +79,40 @@ async def test_stale_attendance_is_closed_after_a_restart(database_url: str) -> 
         await store.close()
 
 
-async def test_post_refs_and_web_chat_history(database_url: str) -> None:
+async def test_outbox_rows_lease_coalesce_and_land(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        assert await store.put_post("card", GENERAL, None, '{"v": 1}', T0) == 1
+        assert await store.put_post("card", GENERAL, None, '{"v": 2}', T0) == 2  # coalesces
+        assert await store.put_post("reply", GENERAL, "card", '{"r": 1}', T0) == 1
+        lease = T0 + timedelta(seconds=30)
+        claimed = await store.claim_due_posts(T0, lease)
+        assert [(e.key, e.version, e.payload) for e in claimed] == [
+            ("card", 2, '{"v": 2}'),
+            ("reply", 1, '{"r": 1}'),
+        ]
+        # Leased: another worker gets nothing until the lease runs out.
+        assert await store.claim_due_posts(T0 + timedelta(seconds=1), lease) == []
+        card, reply = claimed
+        assert await store.undelivered_before(reply) is True  # its parent has not landed
+        await store.mark_post_delivered(card, "m-1", T0)
+        assert await store.undelivered_before(reply) is False
+        assert await store.post_ref("card") == PostRef("card", GENERAL, "m-1")
+        assert await store.post_progress("card") == (2, "m-1")
+        assert await store.outbox_backlog() == 1
+
+        await store.mark_post_failed(reply, "boom", T0 + timedelta(seconds=5))
+        assert await store.claim_due_posts(T0 + timedelta(seconds=4), lease) == []
+        [again] = await store.claim_due_posts(T0 + timedelta(seconds=5), lease)
+        assert (again.key, again.attempts) == ("reply", 1)
+        # A lease that ran out (the process died mid-send) makes the post due again.
+        [stolen] = await store.claim_due_posts(lease + timedelta(seconds=1), lease + timedelta(seconds=31))
+        assert stolen.key == "reply"
+    finally:
+        await store.close()
+
+
+async def test_web_chat_history(database_url: str) -> None:
     store = await Store.open(database_url)
     try:
         card = await store.add_chat_message(
@@ -91,12 +124,6 @@ async def test_post_refs_and_web_chat_history(database_url: str) -> None:
             buttons=[{"label": "Join", "url": "http://x/h/1"}],
             at=T0,
         )
-        await store.save_post_ref(PostRef("huddle/aaa111/card", GENERAL, str(card.id)), T0)
-        assert await store.post_ref("huddle/aaa111/card") == PostRef(
-            "huddle/aaa111/card", GENERAL, str(card.id)
-        )
-        assert await store.post_ref("missing") is None
-
         await store.add_chat_message(
             channel="general", author="alice", is_bot=False, text="hi", thread_of=card.id, at=T0
         )

@@ -1,4 +1,4 @@
-"""Huddles, attendance, post refs and the web chat history.
+"""Huddles, attendance, the post outbox and the web chat history.
 
 Revision ID: 0001
 Revises:
@@ -43,12 +43,23 @@ def upgrade() -> None:
     op.create_index("ix_attendance_huddle", "attendance", ["huddle_id"])
     op.create_table(
         "posts",
-        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(200), nullable=False, unique=True),
         sa.Column("platform", sa.String(32), nullable=False),
         sa.Column("channel_id", sa.String(128), nullable=False),
-        sa.Column("ref", sa.String(128), nullable=False),
+        sa.Column("thread_of", sa.String(200), nullable=True),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("delivered_version", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("ref", sa.String(128), nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
+        sa.Column("lease_until", UtcDateTime(), nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("delivered_at", UtcDateTime(), nullable=True),
     )
+    op.create_index("ix_posts_pending", "posts", ["delivered_version", "version"])
     op.create_table(
         "chat_messages",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

@@ -1,0 +1,59 @@
+"""A real `huddle serve` stack in the test's event loop, on a real 127.0.0.1 port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from adapters.server import Huddle, build
+from bot.config import Settings
+from tests.conftest import free_port
+
+
+@dataclass
+class RunningHuddle:
+    """The server's parts plus an HTTP client pointed at it."""
+
+    parts: Huddle
+    url: str
+    http: aiohttp.ClientSession
+
+    async def say(self, channel: str, user: str, text: str, **extra: Any) -> dict[str, Any]:
+        """Type ``text`` as ``user`` in a web chat channel; return the JSON answer (must be 200)."""
+        async with self.http.post(
+            f"{self.url}/api/chat/{channel}/messages", json={"user": user, "text": text, **extra}
+        ) as response:
+            body: dict[str, Any] = await response.json()
+            assert response.status == 200, body
+            return body
+
+    async def history(self, channel: str, user: str = "") -> list[dict[str, Any]]:
+        """What ``user`` sees in the channel."""
+        async with self.http.get(
+            f"{self.url}/api/chat/{channel}/messages", params={"user": user}
+        ) as response:
+            assert response.status == 200
+            posts: list[dict[str, Any]] = (await response.json())["posts"]
+            return posts
+
+
+@asynccontextmanager
+async def running_huddle(data_dir: Path, **overrides: Any) -> AsyncIterator[RunningHuddle]:
+    """Start the whole product (web chat, core, media server) and stop it afterwards."""
+    port = free_port()
+    settings = Settings(host="127.0.0.1", port=port, data_dir=data_dir, **overrides)
+    parts = await build(settings)
+    runner = web.AppRunner(parts.app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield RunningHuddle(parts=parts, url=settings.public_url, http=http)
+    finally:
+        await runner.cleanup()

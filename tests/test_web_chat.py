@@ -1,0 +1,187 @@
+"""The built-in web chat, driven through its HTTP API the way a script (or the page) uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.product import RunningHuddle, running_huddle
+
+
+@pytest.fixture
+async def huddle(tmp_path: Path) -> AsyncIterator[RunningHuddle]:
+    async with running_huddle(tmp_path / "data", empty_grace=1.0) as running:
+        yield running
+
+
+async def test_meet_posts_a_card_with_a_join_button(huddle: RunningHuddle) -> None:
+    body = await huddle.say("general", "alice", "/meet Design review")
+    [card] = body["posts"]
+    assert card["title"] == "Design review"
+    assert card["bot"] is True and card["ephemeral"] is False and card["thread_of"] is None
+    assert "Started by alice" in card["text"] and "Nobody in yet" in card["text"]
+    [button] = card["buttons"]
+    assert button["label"] == "Join"
+    assert button["url"].startswith(f"{huddle.url}/h/")
+
+    async with huddle.http.get(button["url"]) as page:
+        assert page.status == 200
+        assert "text/html" in page.headers["Content-Type"]
+
+    # Everyone in the channel sees alice's command and the card, in order.
+    history = await huddle.history("general", "bob")
+    assert [(p["user"], p["text"].splitlines()[0]) for p in history] == [
+        ("alice", "/meet Design review"),
+        ("huddle", card["text"].splitlines()[0]),
+    ]
+
+
+async def test_plain_messages_and_threads(huddle: RunningHuddle) -> None:
+    first = await huddle.say("random", "alice", "hello")
+    assert first == {"posts": []}
+    [root] = await huddle.history("random")
+    await huddle.say("random", "bob", "hi back", thread_of=root["id"])
+    history = await huddle.history("random")
+    assert [(p["user"], p["thread_of"]) for p in history] == [("alice", None), ("bob", root["id"])]
+
+
+async def test_replies_to_mistakes_are_only_for_the_person_who_typed(
+    huddle: RunningHuddle,
+) -> None:
+    for text, hint in [
+        ("/meet lsit", "Did you mean `/meet list`?"),
+        ("/meet help", "`/meet list`"),
+        ("/meet end", "Which huddle?"),
+        ("/meet end zzzzzz", "There is no huddle `zzzzzz`"),
+        ("/meet list", "No active huddles"),
+        ("/frobnicate", "Unknown command `/frobnicate`"),
+    ]:
+        [reply] = (await huddle.say("general", "alice", text))["posts"]
+        assert hint in reply["text"], (text, reply["text"])
+        assert reply["ephemeral"] is True
+    assert not any(p["ephemeral"] for p in await huddle.history("general", "bob"))
+    assert sum(p["ephemeral"] for p in await huddle.history("general", "alice")) == 6
+
+
+async def test_list_and_end_with_host_rules(huddle: RunningHuddle) -> None:
+    [card] = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
+    huddle_id = card["text"].split("id `")[1].split("`")[0]
+
+    [listing] = (await huddle.say("general", "bob", "/meet list"))["posts"]
+    assert f"`{huddle_id}` Retro · nobody in" in listing["text"]
+    assert listing["buttons"][0]["url"].startswith(f"{huddle.url}/h/{huddle_id}?t=")
+
+    [refusal] = (await huddle.say("general", "bob", f"/meet end {huddle_id}"))["posts"]
+    assert "Only alice" in refusal["text"]
+
+    [done] = (await huddle.say("general", "alice", f"/meet end {huddle_id}"))["posts"]
+    assert "Ended “Retro”" in done["text"]
+    await huddle.parts.huddles.wait_idle()
+    [edited] = [p for p in await huddle.history("general") if p["id"] == card["id"]]
+    assert "Ended, nobody joined" in edited["text"]
+    assert edited["buttons"] == [] and edited["edited_at"] is not None
+
+    # The old link now gets a clear refusal, not a half-working call.
+    async with huddle.http.get(card["buttons"][0]["url"]) as page:
+        assert page.status == 403
+        assert "ended" in (await page.text()).lower()
+    [again] = (await huddle.say("general", "alice", f"/meet end {huddle_id}"))["posts"]
+    assert "already ended" in again["text"]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"text": "/meet"}', '"user" is required'),
+        (b'{"user": "", "text": "/meet"}', '"user" is required'),
+        (b'{"user": "alice"}', '"text" is required'),
+        (b'{"user": "alice", "text": 5}', '"text" is required'),
+        (json.dumps({"user": "alice", "text": "x" * 4001}).encode(), "the limit is 4000"),
+        (json.dumps({"user": "a", "text": "x" * 20000}).encode(), "larger than"),
+        (b'{"user": "alice", "text": "hi", "thread_of": 999999}', '"thread_of" must be'),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+async def test_bad_requests_get_a_clear_400(huddle: RunningHuddle, body: bytes, error: str) -> None:
+    async with huddle.http.post(
+        f"{huddle.url}/api/chat/general/messages",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 400
+        assert error in (await response.json())["error"]
+    # ...and the server keeps serving everyone else.
+    assert (await huddle.say("general", "bob", "/meet"))["posts"][0]["buttons"]
+
+
+async def test_bad_channel_name_is_400(huddle: RunningHuddle) -> None:
+    async with huddle.http.get(f"{huddle.url}/api/chat/Not%20A%20Channel/messages") as response:
+        assert response.status == 400
+        assert "Channel names" in (await response.json())["error"]
+
+
+async def test_live_updates_stream_new_posts_and_edits(huddle: RunningHuddle) -> None:
+    received: list[dict[str, object]] = []
+
+    async def listen() -> None:
+        async with huddle.http.get(
+            f"{huddle.url}/api/chat/general/events", params={"user": "bob"}
+        ) as stream:
+            async for raw in stream.content:
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    received.append(json.loads(line[6:]))
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.3)
+    [card] = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
+    await huddle.say("general", "alice", "/meet help")  # ephemeral for alice: bob must not see it
+    huddle_id = card["text"].split("id `")[1].split("`")[0]
+    await huddle.say("general", "alice", f"/meet end {huddle_id}")
+    await huddle.parts.huddles.wait_idle()
+    for _ in range(50):
+        if len(received) >= 5:
+            break
+        await asyncio.sleep(0.1)
+    listener.cancel()
+    texts = [(p["user"], str(p["text"]).splitlines()[-1]) for p in received]
+    assert texts == [
+        ("alice", "/meet Standup"),
+        ("huddle", "Nobody in yet"),
+        ("alice", "/meet help"),
+        ("alice", f"/meet end {huddle_id}"),
+        ("huddle", "Ended, nobody joined"),
+    ]
+
+
+async def test_healthz_and_metrics(huddle: RunningHuddle) -> None:
+    await huddle.say("general", "alice", "/meet")
+    async with huddle.http.get(f"{huddle.url}/healthz") as response:
+        assert response.status == 200
+        health = await response.json()
+    assert health["status"] == "ok" and health["version"] == "0.1.0"
+    assert health["huddles_open"] == 1 and health["participants"] == 0
+    assert health["database"] == "sqlite"
+    async with huddle.http.post(f"{huddle.url}/api/chat/general/messages", data=b"{") as bad:
+        assert bad.status == 400
+    async with huddle.http.get(f"{huddle.url}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    for name in [
+        "huddle_huddles_active",
+        "huddle_participants",
+        "huddle_forwarded_packets_total",
+        "huddle_forwarded_bytes_total",
+        'huddle_errors_total{source="http"}',
+    ]:
+        assert name in text, name
+    errors = [
+        line for line in text.splitlines() if line.startswith('huddle_errors_total{source="http"}')
+    ]
+    assert float(errors[0].split()[-1]) >= 1
