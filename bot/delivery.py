@@ -136,12 +136,11 @@ class Publisher:
             log.warning("post queued key=%s (platform slow or down; it will be retried)", post.key)
             return None
 
-    async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until nothing is left to deliver (tests, orderly shutdown)."""
-        async with asyncio.timeout(timeout):
-            while await self.store.outbox_backlog():
-                self._wake.set()
-                await asyncio.sleep(0.02)
+    async def flush(self) -> None:
+        """Wait until nothing is left to deliver (wrap in ``asyncio.timeout`` to bound it)."""
+        while await self.store.outbox_backlog():
+            self._wake.set()
+            await asyncio.sleep(0.02)
 
     async def notify(self, snapshot: HuddleSnapshot) -> None:
         """Tell the huddle's platform its new state; failures are logged, never raised."""

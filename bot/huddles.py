@@ -196,7 +196,8 @@ class HuddleService:
         """Wait until every pending card update has been delivered (tests, shutdown)."""
         while self._refreshing:
             await asyncio.gather(*list(self._refreshing.values()), return_exceptions=True)
-        await self.publisher.flush()
+        async with asyncio.timeout(10):
+            await self.publisher.flush()
 
     async def _refresh(self, huddle_id: str) -> None:
         try:

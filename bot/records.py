@@ -22,6 +22,7 @@ class Huddle:
     first_joined_at: datetime | None = None
     ended_at: datetime | None = None
     end_reason: str | None = None
+    meeting_id: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -83,3 +84,33 @@ class ChatMessage:
     visible_to: str | None
     created_at: datetime
     edited_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Meeting:
+    """A scheduled meeting, one-off or recurring (``rrule``), anchored in its IANA ``zone``."""
+
+    id: str
+    title: str
+    channel: ChannelRef
+    host_id: str
+    host_name: str
+    zone: str
+    local_start: datetime  # naive wall-clock DTSTART in ``zone``
+    starts_at: datetime  # first occurrence, UTC
+    duration_s: int
+    rrule: str | None
+    agenda: tuple[str, ...]
+    remind_s: int
+    state: str  # "scheduled" | "cancelled"
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Rsvp:
+    """Someone's answer to a meeting invitation."""
+
+    meeting_id: str
+    user_id: str
+    user_name: str
+    answer: str  # "yes" | "no"

@@ -59,6 +59,7 @@ huddles = Table(
     Column("first_joined_at", UtcDateTime(), nullable=True),
     Column("ended_at", UtcDateTime(), nullable=True),
     Column("end_reason", String(64), nullable=True),
+    Column("meeting_id", String(16), nullable=True),  # migration 0002
     Index("ix_huddles_state", "state"),
 )
 
@@ -114,4 +115,65 @@ chat_messages = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("edited_at", UtcDateTime(), nullable=True),
     Index("ix_chat_messages_channel", "channel", "id"),
+)
+
+# Scheduling (migration 0002).
+
+user_prefs = Table(
+    "user_prefs",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("zone", String(64), nullable=False),
+)
+
+channel_prefs = Table(
+    "channel_prefs",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("channel_id", String(128), primary_key=True),
+    Column("zone", String(64), nullable=False),
+)
+
+# A scheduled meeting: one-off or recurring. ``local_start`` is the wall-clock start in ``zone``
+# (the RRULE's DTSTART); ``starts_at`` is the first occurrence in UTC.
+meetings = Table(
+    "meetings",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("channel_id", String(128), nullable=False),
+    Column("host_id", String(128), nullable=False),
+    Column("host_name", String(128), nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("local_start", String(32), nullable=False),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("duration_s", Integer, nullable=False),
+    Column("rrule", String(200), nullable=True),
+    Column("agenda", Text, nullable=False, default="[]"),
+    Column("remind_s", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # "scheduled" | "cancelled"
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_meetings_state", "state"),
+)
+
+# Occurrences that differ from the rule: cancelled ones, and started ones (with their huddle).
+occurrences = Table(
+    "occurrences",
+    metadata,
+    Column("meeting_id", String(16), ForeignKey("meetings.id"), primary_key=True),
+    Column("starts_at", UtcDateTime(), primary_key=True),
+    Column("state", String(16), nullable=False),  # "cancelled" | "started"
+    Column("huddle_id", String(16), nullable=True),
+)
+
+rsvps = Table(
+    "rsvps",
+    metadata,
+    Column("meeting_id", String(16), ForeignKey("meetings.id"), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("user_name", String(128), nullable=False),
+    Column("answer", String(8), nullable=False),  # "yes" | "no"
+    Column("at", UtcDateTime(), nullable=False),
 )

@@ -16,8 +16,18 @@ from sqlalchemy import ColumnElement, Connection, Row, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.records import Attendance, ChatMessage, Huddle, OutboxEntry, PostRef
-from bot.schema import attendance, chat_messages, huddles, posts
+from bot.records import Attendance, ChatMessage, Huddle, Meeting, OutboxEntry, PostRef, Rsvp
+from bot.schema import (
+    attendance,
+    channel_prefs,
+    chat_messages,
+    huddles,
+    meetings,
+    occurrences,
+    posts,
+    rsvps,
+    user_prefs,
+)
 from bot.types import ChannelRef
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -74,6 +84,7 @@ class Store:
                     channel_id=huddle.channel.channel_id,
                     state=huddle.state,
                     created_at=huddle.created_at,
+                    meeting_id=huddle.meeting_id,
                 )
             )
 
@@ -332,6 +343,164 @@ class Store:
             )
         return int(count or 0)
 
+    # Scheduled meetings
+
+    async def add_meeting(self, meeting: Meeting) -> None:
+        """Insert a scheduled meeting."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(meetings).values(
+                    id=meeting.id,
+                    title=meeting.title,
+                    platform=meeting.channel.platform,
+                    channel_id=meeting.channel.channel_id,
+                    host_id=meeting.host_id,
+                    host_name=meeting.host_name,
+                    zone=meeting.zone,
+                    local_start=meeting.local_start.isoformat(),
+                    starts_at=meeting.starts_at,
+                    duration_s=meeting.duration_s,
+                    rrule=meeting.rrule,
+                    agenda=json.dumps(list(meeting.agenda)),
+                    remind_s=meeting.remind_s,
+                    state=meeting.state,
+                    created_at=meeting.created_at,
+                )
+            )
+
+    async def meeting(self, meeting_id: str) -> Meeting | None:
+        """The meeting with that id, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(meetings).where(meetings.c.id == meeting_id))).first()
+        return _meeting(row) if row else None
+
+    async def scheduled_meetings(self, channel: ChannelRef | None = None) -> list[Meeting]:
+        """Meetings not cancelled, optionally of one channel, by first start."""
+        query = select(meetings).where(meetings.c.state == "scheduled")
+        if channel is not None:
+            query = query.where(
+                meetings.c.platform == channel.platform,
+                meetings.c.channel_id == channel.channel_id,
+            )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(meetings.c.starts_at))).all()
+        return [_meeting(row) for row in rows]
+
+    async def set_meeting_state(self, meeting_id: str, state: str) -> None:
+        """Cancel (or restore) a whole meeting series."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(meetings).where(meetings.c.id == meeting_id).values(state=state)
+            )
+
+    async def set_agenda(self, meeting_id: str, agenda: tuple[str, ...]) -> None:
+        """Replace a meeting's agenda."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(meetings)
+                .where(meetings.c.id == meeting_id)
+                .values(agenda=json.dumps(list(agenda)))
+            )
+
+    async def set_occurrence(
+        self, meeting_id: str, starts_at: datetime, state: str, huddle_id: str | None = None
+    ) -> bool:
+        """Mark one occurrence cancelled or started; False if it already had that state."""
+        async with self.engine.begin() as conn:
+            existing = (
+                await conn.execute(
+                    select(occurrences.c.state).where(
+                        occurrences.c.meeting_id == meeting_id,
+                        occurrences.c.starts_at == starts_at,
+                    )
+                )
+            ).first()
+            if existing is not None:
+                if existing.state == state:
+                    return False
+                await conn.execute(
+                    update(occurrences)
+                    .where(
+                        occurrences.c.meeting_id == meeting_id,
+                        occurrences.c.starts_at == starts_at,
+                    )
+                    .values(state=state, huddle_id=huddle_id)
+                )
+                return True
+            try:
+                await conn.execute(
+                    insert(occurrences).values(
+                        meeting_id=meeting_id, starts_at=starts_at, state=state, huddle_id=huddle_id
+                    )
+                )
+            except IntegrityError:
+                return False  # another process recorded it first
+        return True
+
+    async def occurrence_states(self, meeting_id: str) -> dict[datetime, tuple[str, str | None]]:
+        """Occurrences that differ from the rule: start -> (state, huddle id)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(occurrences).where(occurrences.c.meeting_id == meeting_id)
+                )
+            ).all()
+        return {row.starts_at: (row.state, row.huddle_id) for row in rows}
+
+    async def set_rsvp(self, rsvp: Rsvp, at: datetime) -> None:
+        """Record (or change) someone's answer."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(rsvps)
+                .where(rsvps.c.meeting_id == rsvp.meeting_id, rsvps.c.user_id == rsvp.user_id)
+                .values(answer=rsvp.answer, user_name=rsvp.user_name, at=at)
+            )
+            if not result.rowcount:
+                await conn.execute(
+                    insert(rsvps).values(
+                        meeting_id=rsvp.meeting_id,
+                        user_id=rsvp.user_id,
+                        user_name=rsvp.user_name,
+                        answer=rsvp.answer,
+                        at=at,
+                    )
+                )
+
+    async def rsvps(self, meeting_id: str) -> list[Rsvp]:
+        """Every answer to a meeting, in the order given."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(rsvps).where(rsvps.c.meeting_id == meeting_id).order_by(rsvps.c.at)
+                )
+            ).all()
+        return [Rsvp(r.meeting_id, r.user_id, r.user_name, r.answer) for r in rows]
+
+    # Time zone preferences
+
+    async def set_zone(self, table: str, platform: str, key: str, zone: str) -> None:
+        """Remember a user's (``table="user"``) or channel's (``"channel"``) time zone."""
+        target = user_prefs if table == "user" else channel_prefs
+        column = target.c.user_id if table == "user" else target.c.channel_id
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(target).where(target.c.platform == platform, column == key).values(zone=zone)
+            )
+            if not result.rowcount:
+                await conn.execute(
+                    insert(target).values({"platform": platform, column.name: key, "zone": zone})
+                )
+
+    async def zone_of(self, table: str, platform: str, key: str) -> str | None:
+        """A user's or channel's stored time zone."""
+        target = user_prefs if table == "user" else channel_prefs
+        column = target.c.user_id if table == "user" else target.c.channel_id
+        async with self.engine.connect() as conn:
+            zone = await conn.scalar(
+                select(target.c.zone).where(target.c.platform == platform, column == key)
+            )
+        return str(zone) if zone else None
+
     # The built-in web chat
 
     async def add_chat_message(
@@ -429,6 +598,26 @@ def _huddle(row: Row[Any]) -> Huddle:
         first_joined_at=row.first_joined_at,
         ended_at=row.ended_at,
         end_reason=row.end_reason,
+        meeting_id=row.meeting_id,
+    )
+
+
+def _meeting(row: Row[Any]) -> Meeting:
+    return Meeting(
+        id=row.id,
+        title=row.title,
+        channel=ChannelRef(row.platform, row.channel_id),
+        host_id=row.host_id,
+        host_name=row.host_name,
+        zone=row.zone,
+        local_start=datetime.fromisoformat(row.local_start),
+        starts_at=row.starts_at,
+        duration_s=row.duration_s,
+        rrule=row.rrule,
+        agenda=tuple(json.loads(row.agenda or "[]")),
+        remind_s=row.remind_s,
+        state=row.state,
+        created_at=row.created_at,
     )
 
 

@@ -1,4 +1,4 @@
-"""The outbox: posts reach their platform once, in thread order, even when it is down for a while."""
+"""The outbox: posts reach their platform once, in thread order, even after it was down."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ async def test_platform_down_then_back_delivers_once_with_the_latest_text(store:
         await asyncio.sleep(0.5)
         assert ("send-failed", "card") in chat.log and not chat.messages
         chat.down = False
-        await publisher.flush(timeout=5)
+        async with asyncio.timeout(5):
+            await publisher.flush()
         assert [m.text for m in chat.messages.values()] == ["v3"]
         assert [entry for entry in chat.log if not entry[0].endswith("failed")] == [
             ("send", "card")
@@ -107,7 +108,8 @@ async def test_replies_wait_for_their_thread_and_land_in_order(store: Store) -> 
             await publisher.publish(Post(f"note-{n}", GENERAL, f"note {n}", thread_of="card"), 0)
         await asyncio.sleep(0.2)
         chat.down = False
-        await publisher.flush(timeout=5)
+        async with asyncio.timeout(5):
+            await publisher.flush()
         sent = [key for kind, key in chat.log if kind == "send"]
         assert sent == ["card", "note-0", "note-1", "note-2"]
         card_ref = next(ref for ref, post in chat.messages.items() if post.key == "card")
@@ -129,7 +131,8 @@ async def test_a_process_that_dies_mid_send_leaves_the_post_for_the_next_one(
     chat.hang = False
     successor = _publisher(store, chat, lease=0.5)
     try:
-        await successor.flush(timeout=5)
+        async with asyncio.timeout(5):
+            await successor.flush()
         assert chat.log == [("send", "card")]
         ref = await store.post_ref("card")
         assert ref is not None and chat.messages[ref.ref].text == "hello"
@@ -151,7 +154,8 @@ async def test_posts_survive_a_restart_with_the_platform_down(tmp_path: Path) ->
     store = await Store.open(url)
     publisher = _publisher(store, chat)
     try:
-        await publisher.flush(timeout=5)
+        async with asyncio.timeout(5):
+            await publisher.flush()
         assert [(kind, key) for kind, key in chat.log if kind == "send"] == [("send", "card")]
     finally:
         await publisher.stop()

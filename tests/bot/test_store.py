@@ -106,7 +106,9 @@ async def test_outbox_rows_lease_coalesce_and_land(database_url: str) -> None:
         [again] = await store.claim_due_posts(T0 + timedelta(seconds=5), lease)
         assert (again.key, again.attempts) == ("reply", 1)
         # A lease that ran out (the process died mid-send) makes the post due again.
-        [stolen] = await store.claim_due_posts(lease + timedelta(seconds=1), lease + timedelta(seconds=31))
+        [stolen] = await store.claim_due_posts(
+            lease + timedelta(seconds=1), lease + timedelta(seconds=31)
+        )
         assert stolen.key == "reply"
     finally:
         await store.close()
