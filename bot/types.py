@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 
 @dataclass(frozen=True)
@@ -18,10 +22,11 @@ class ChannelRef:
 
 @dataclass(frozen=True)
 class User:
-    """Who typed: the platform's id and the name to show."""
+    """Who typed: platform id, name to show, and their IANA zone if the platform knows it."""
 
     id: str
     name: str
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,11 @@ class Command:
 
 @dataclass(frozen=True)
 class Button:
-    """A link button: opens ``url`` in the browser."""
+    """A link button (opens ``url``) or, with ``action`` set, a button that sends an `Action`."""
 
     label: str
-    url: str
+    url: str = ""
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,17 @@ class Post:
     title: str = ""
     buttons: tuple[Button, ...] = ()
     thread_of: str | None = None
+    #: Deliver privately to this user id (a direct message where the platform has them).
+    to_user: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """Someone pressed an action button (RSVP, feedback, done) under a post in ``channel``."""
+
+    channel: ChannelRef
+    user: User
+    action: str
 
 
 @dataclass(frozen=True)
@@ -99,3 +116,27 @@ class HuddleSnapshot:
     is_open: bool
     present: tuple[tuple[str, str], ...]
     card_ref: str | None
+
+
+_TIME = re.compile(r"<t:(\d{1,12})\|([^>]*)>")
+
+
+def time_markup(moment: datetime, zone: str) -> str:
+    """A time that each reader's app may show in their own zone; the fallback names ``zone``.
+
+    Adapters render ``<t:UNIX|fallback>`` natively (Slack ``<!date^...>``, Discord ``<t:...:f>``,
+    the web chat in the browser's zone) or show the fallback text.
+    """
+    local = moment.astimezone(ZoneInfo(zone))
+    fallback = f"{local:%a %d %b %H:%M} {zone}"
+    return f"<t:{int(moment.timestamp())}|{fallback}>"
+
+
+def render_times(text: str, render: Callable[[int, str], str]) -> str:
+    """Replace every time markup in ``text`` with ``render(unix_seconds, fallback)``."""
+    return _TIME.sub(lambda m: render(int(m[1]), m[2]), text)
+
+
+def plain_times(text: str) -> str:
+    """Time markup shown as its fallback text (for platforms with no local-time rendering)."""
+    return render_times(text, lambda _, fallback: fallback)
