@@ -58,7 +58,7 @@ def _post_json(message: ChatMessage) -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(eq=False)  # held in sets: identity, not value
 class _Listener:
     user: str | None
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))

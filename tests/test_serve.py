@@ -1,0 +1,63 @@
+"""`huddle serve` as a user runs it: a real process, a real port, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import free_port
+
+
+async def test_huddle_serve_runs_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "HUDDLE_PUBLIC_URL": "http://huddle.example.test"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "adapters.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"{base}/healthz") as response:
+                        health = await response.json()
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("huddle serve did not answer /healthz within 10 s")
+            assert health["status"] == "ok" and health["database"] == "sqlite"
+            async with http.post(
+                f"{base}/api/chat/general/messages", json={"user": "alice", "text": "/meet Demo"}
+            ) as response:
+                [card] = (await response.json())["posts"]
+            # Links are built on HUDDLE_PUBLIC_URL, not on the address we happened to use.
+            assert card["buttons"][0]["url"].startswith("http://huddle.example.test/h/")
+            async with http.get(f"{base}/") as page:
+                assert page.status == 200 and "huddle" in await page.text()
+        assert (tmp_path / "data" / "huddle.db").exists()
+        assert (tmp_path / "data" / "secret").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=15)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+    messages = [line["msg"] for line in lines]
+    assert any(m.startswith("serving url=http://huddle.example.test") for m in messages)
+    assert any(m.startswith("huddle created id=") for m in messages)
+    assert "shutting down" in messages
