@@ -16,6 +16,9 @@ from bot.config import Settings
 from bot.delivery import Platform, Publisher
 from bot.health import Health
 from bot.huddles import HuddleService
+from bot.links import Links
+from bot.meetings import MeetingService
+from bot.scheduler import MeetingScheduler
 from bot.store import Store
 from media.events import HuddleAccess
 from media.server import MediaServer
@@ -44,6 +47,16 @@ def platform_adapters(
 ) -> list[PlatformAdapter]:
     """The platform adapters the configuration turns on (one ``if`` per platform)."""
     found: list[PlatformAdapter] = []
+    if settings.slack_bot_token:
+        # Imported here: a server without Slack never loads slack_bolt.
+        from adapters.slack import SlackAdapter
+
+        found.append(SlackAdapter(settings, commands))
+    if settings.discord_token:
+        # Imported here: a server without Discord never loads discord.py.
+        from adapters.discord import DiscordAdapter
+
+        found.append(DiscordAdapter(settings, commands))
     return found
 
 
@@ -56,6 +69,8 @@ class Huddle:
     media: MediaServer
     publisher: Publisher
     huddles: HuddleService
+    meetings: MeetingService
+    scheduler: MeetingScheduler
     commands: Commands
     web_chat: WebChat
     health: Health
@@ -77,33 +92,52 @@ async def build(settings: Settings) -> Huddle:
     media = MediaServer(secret=settings.secret, public_url=settings.public_url, gate=gate)
     huddles = HuddleService(store, media, publisher, settings)
     holder["huddles"] = huddles
-    commands = Commands(huddles)
+    links = Links(settings.secret, settings.public_url, store)
+    meetings = MeetingService(store, publisher, huddles, links.meeting_url, links.calendar_url)
+    links.huddles, links.meetings = huddles, meetings
+    scheduler = MeetingScheduler(settings.database_url, meetings)
+    commands = Commands(huddles, meetings, replan=scheduler.sync)
     web_chat = WebChat(store, commands)
     publisher.register(web_chat)
     platforms = platform_adapters(settings, commands, store)
     for platform in platforms:
         publisher.register(platform)
-    health = Health(store, media, platforms=sorted(publisher.platforms))
+    health = Health(store, media, platforms=sorted(publisher.platforms), scheduler=scheduler)
 
     app = web.Application(middlewares=[_errors(health)], client_max_size=1024 * 1024)
     health.add_routes(app)
     media.add_routes(app)
     web_chat.add_routes(app)
+    links.add_routes(app)
     for platform in platforms:
         platform.add_routes(app)
     parts = Huddle(
-        settings, store, media, publisher, huddles, commands, web_chat, health, app, platforms
+        settings,
+        store,
+        media,
+        publisher,
+        huddles,
+        meetings,
+        scheduler,
+        commands,
+        web_chat,
+        health,
+        app,
+        platforms,
     )
 
     async def on_startup(_: web.Application) -> None:
         publisher.start()
         await huddles.start()
+        scheduler.start()
         for platform in platforms:
             await platform.start()
 
     async def on_shutdown(_: web.Application) -> None:
         for platform in platforms:
             await platform.stop()
+        web_chat.close()
+        await scheduler.stop()
         await media.close()
         await huddles.stop()
         await publisher.stop()

@@ -1,24 +1,41 @@
-"""`/meet` and its subcommands: one entry point, :meth:`Commands.handle`, for every adapter."""
+"""`/meet` and its subcommands, and action buttons: one entry point each for every adapter."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bot import parser
 from bot.cards import list_line
 from bot.huddles import HuddleService
-from bot.types import Button, Command, CommandResult, Reply
+from bot.meetings import MeetingService
+from bot.records import Meeting
+from bot.types import Action, Button, Command, CommandResult, Reply, time_markup
+from bot.when import WhenError, parse_when, zone
 
 log = logging.getLogger("huddle.commands")
 
 OOPS = "Something went wrong on our side and it has been logged. Please try again in a moment."
 
+#: Called after a meeting changes so the scheduler re-plans it at once (it also polls).
+Replan = Callable[[str], Awaitable[None]]
+
+
+async def _no_replan(meeting_id: str) -> None:
+    return None
+
 
 class Commands:
     """Turns a parsed `/meet` into work and answers; never raises to the adapter."""
 
-    def __init__(self, huddles: HuddleService) -> None:
+    def __init__(
+        self, huddles: HuddleService, meetings: MeetingService, replan: Replan = _no_replan
+    ) -> None:
         self.huddles = huddles
+        self.meetings = meetings
+        self.replan = replan
 
     async def handle(self, command: Command) -> CommandResult:
         """Do what ``command`` asks and say what happened."""
@@ -35,58 +52,189 @@ class Commands:
             log.exception("command failed channel=%s text=%r", command.channel, command.text[:200])
             return CommandResult(replies=[Reply(OOPS)])
 
+    async def act(self, action: Action) -> CommandResult:
+        """Someone pressed an action button (``rsvp:<meeting>:yes``)."""
+        log.info(
+            "action channel=%s user=%s action=%s", action.channel, action.user.id, action.action
+        )
+        try:
+            kind, _, rest = action.action.partition(":")
+            if kind == "rsvp":
+                meeting_id, _, answer = rest.partition(":")
+                command = Command(action.channel, action.user, f"rsvp {meeting_id} {answer}")
+                return await self.handle(command)
+            return CommandResult(replies=[Reply("That button is no longer available.")])
+        except Exception:
+            log.exception("action failed channel=%s action=%r", action.channel, action.action)
+            return CommandResult(replies=[Reply(OOPS)])
+
     async def _dispatch(self, command: Command, request: parser.Request) -> CommandResult:
         if isinstance(request, parser.ParseError):
-            return CommandResult(replies=[Reply(request.message)])
+            return _reply(request.message)
         if isinstance(request, parser.ShowHelp):
-            return CommandResult(replies=[Reply(parser.USAGE)])
+            return _reply(parser.USAGE)
         if isinstance(request, parser.StartHuddle):
-            huddle, delivered = await self.huddles.create(
-                command.channel, command.user, request.title
-            )
-            if delivered is None:
-                queued = Reply(
-                    f"Huddle `{huddle.id}` is open; its card is on its way (the chat platform is "
-                    "slow to answer right now).",
-                    (Button("Join", self.huddles.join_url(huddle.id)),),
-                )
-                return CommandResult(replies=[queued])
-            return CommandResult(posted=[delivered])
+            return await self._start(command, request)
         if isinstance(request, parser.ListHuddles):
             return await self._list(command)
-        return await self._end(command, request)
+        if isinstance(request, parser.EndHuddle):
+            return await self._end(command, request)
+        if isinstance(request, parser.ScheduleMeeting):
+            return await self._schedule(command, request)
+        if isinstance(request, parser.SetZone):
+            return await self._zone(command, request)
+        if isinstance(request, parser.CancelMeeting):
+            return await self._cancel(command, request)
+        if isinstance(request, parser.AddAgendaItem):
+            return await self._agenda(command, request)
+        return await self._rsvp(command, request)
+
+    async def _start(self, command: Command, request: parser.StartHuddle) -> CommandResult:
+        huddle, delivered = await self.huddles.create(command.channel, command.user, request.title)
+        if delivered is None:
+            queued = Reply(
+                f"Huddle `{huddle.id}` is open; its card is on its way (the chat platform is "
+                "slow to answer right now).",
+                (Button("Join", self.huddles.join_url(huddle.id)),),
+            )
+            return CommandResult(replies=[queued])
+        return CommandResult(posted=[delivered])
 
     async def _list(self, command: Command) -> CommandResult:
         store = self.huddles.store
         open_here = await store.open_huddles(command.channel)
-        if not open_here:
-            return CommandResult(
-                replies=[Reply("No active huddles in this channel. Type `/meet` to start one.")]
-            )
+        upcoming = await store.scheduled_meetings(command.channel)
         now = self.huddles.clock()
-        lines = []
-        buttons = []
+        lines: list[str] = []
+        buttons: list[Button] = []
+        if open_here:
+            lines.append(f"Active huddles ({len(open_here)}):")
         for huddle in open_here:
             stays = await store.attendance(huddle.id)
             present = sum(1 for s in stays if s.left_at is None)
             lines.append(list_line(huddle, present, now))
             buttons.append(Button(f"Join {huddle.title}"[:75], self.huddles.join_url(huddle.id)))
-        header = f"{len(open_here)} active huddle{'s' if len(open_here) > 1 else ''} here:"
-        return CommandResult(replies=[Reply("\n".join([header, *lines]), tuple(buttons))])
+        zone_name = await self.meetings.zone_for(command.channel, command.user)
+        soon = []
+        for meeting in upcoming:
+            nxt = await self.meetings.next_occurrence(meeting, now)
+            if nxt is not None:
+                soon.append((nxt, meeting))
+        if soon:
+            lines.append(f"Upcoming meetings ({len(soon)}):")
+        for nxt, meeting in sorted(soon, key=lambda pair: pair[0]):
+            repeat = " (repeats)" if meeting.rrule else ""
+            lines.append(f"`{meeting.id}` {meeting.title} · {time_markup(nxt, zone_name)}{repeat}")
+        if not lines:
+            return _reply(
+                "No active huddles or upcoming meetings in this channel. "
+                "Type `/meet` to start one or `/meet schedule ...` to plan one."
+            )
+        return CommandResult(replies=[Reply("\n".join(lines), tuple(buttons))])
 
     async def _end(self, command: Command, request: parser.EndHuddle) -> CommandResult:
         huddle = await self.huddles.store.huddle(request.huddle_id)
         if huddle is None or huddle.channel.platform != command.channel.platform:
-            return CommandResult(
-                replies=[
-                    Reply(f"There is no huddle `{request.huddle_id}`. `/meet list` shows ids.")
-                ]
-            )
+            return _reply(f"There is no huddle `{request.huddle_id}`. `/meet list` shows ids.")
         if not huddle.is_open:
-            return CommandResult(replies=[Reply(f"Huddle `{huddle.id}` has already ended.")])
+            return _reply(f"Huddle `{huddle.id}` has already ended.")
         if huddle.host_id != command.user.id:
-            return CommandResult(
-                replies=[Reply(f"Only {huddle.host_name}, who started `{huddle.id}`, can end it.")]
-            )
+            return _reply(f"Only {huddle.host_name}, who started `{huddle.id}`, can end it.")
         await self.huddles.end(huddle.id, "ended by host")
-        return CommandResult(replies=[Reply(f"Ended “{huddle.title}” (`{huddle.id}`).")])
+        return _reply(f"Ended “{huddle.title}” (`{huddle.id}`).")
+
+    async def _schedule(self, command: Command, request: parser.ScheduleMeeting) -> CommandResult:
+        zone_name = await self.meetings.zone_for(command.channel, command.user)
+        try:
+            when = parse_when(request.text, self.huddles.clock(), zone_name)
+        except WhenError as exc:
+            return _reply(str(exc))
+        meeting, delivered = await self.meetings.schedule(command.channel, command.user, when)
+        await self.replan(meeting.id)
+        replies = []
+        if delivered is None:
+            replies.append(Reply(f"Scheduled `{meeting.id}`; its card is on its way."))
+        if zone_name == "UTC" and command.user.zone is None:
+            replies.append(
+                Reply(
+                    "I read that time as UTC. Set your zone with `/meet tz Europe/Berlin` "
+                    "(or the channel's with `/meet tz channel ...`)."
+                )
+            )
+        return CommandResult(replies=replies, posted=[delivered] if delivered else [])
+
+    async def _zone(self, command: Command, request: parser.SetZone) -> CommandResult:
+        store = self.huddles.store
+        channel = command.channel
+        if request.zone is None:
+            mine = await self.meetings.zone_for(channel, command.user)
+            here = await self.meetings.channel_zone(channel)
+            return _reply(f"Your time zone: {mine}. This channel's: {here}.")
+        try:
+            zone(request.zone)
+        except WhenError as exc:
+            return _reply(str(exc))
+        if request.channel:
+            await store.set_zone("channel", channel.platform, channel.channel_id, request.zone)
+            return _reply(f"This channel's time zone is now {request.zone}.")
+        await store.set_zone("user", channel.platform, command.user.id, request.zone)
+        local = datetime.now(UTC).astimezone(ZoneInfo(request.zone))
+        return _reply(f"Your time zone is now {request.zone} (it is {local:%H:%M} there).")
+
+    async def _meeting(self, command: Command, meeting_id: str) -> Meeting | CommandResult:
+        meeting = await self.huddles.store.meeting(meeting_id)
+        if meeting is None or meeting.channel.platform != command.channel.platform:
+            return _reply(f"There is no meeting `{meeting_id}`. `/meet list` shows ids.")
+        if meeting.state != "scheduled":
+            return _reply(f"Meeting `{meeting_id}` was cancelled.")
+        return meeting
+
+    async def _cancel(self, command: Command, request: parser.CancelMeeting) -> CommandResult:
+        meeting = await self._meeting(command, request.meeting_id)
+        if isinstance(meeting, CommandResult):
+            return meeting
+        if meeting.host_id != command.user.id:
+            return _reply(f"Only {meeting.host_name}, who scheduled `{meeting.id}`, can cancel it.")
+        occurrence = None
+        if request.occurrence is not None:
+            now = self.huddles.clock()
+            if request.occurrence == "next":
+                occurrence = await self.meetings.next_occurrence(meeting, now)
+            else:
+                occurrence = await self._occurrence_on(meeting, request.occurrence, now)
+            if occurrence is None:
+                return _reply(f"`{meeting.id}` has no occurrence then. `/meet list` shows when.")
+        message = await self.meetings.cancel(meeting, occurrence)
+        await self.replan(meeting.id)
+        return _reply(message)
+
+    async def _occurrence_on(self, meeting: Meeting, day: str, now: datetime) -> datetime | None:
+        try:
+            wanted = date.fromisoformat(day)
+        except ValueError:
+            return None
+        zone_info = ZoneInfo(meeting.zone)
+        start = datetime.combine(wanted, datetime.min.time(), zone_info) - timedelta(seconds=1)
+        for occurrence in self.meetings.occurrences(meeting, max(start, now), count=2):
+            if occurrence.astimezone(zone_info).date() == wanted:
+                return occurrence
+        return None
+
+    async def _agenda(self, command: Command, request: parser.AddAgendaItem) -> CommandResult:
+        meeting = await self._meeting(command, request.meeting_id)
+        if isinstance(meeting, CommandResult):
+            return meeting
+        await self.meetings.add_agenda_item(meeting, request.item)
+        return _reply(f"Added to the agenda of “{meeting.title}”: {request.item}")
+
+    async def _rsvp(self, command: Command, request: parser.Answer) -> CommandResult:
+        meeting = await self._meeting(command, request.meeting_id)
+        if isinstance(meeting, CommandResult):
+            return meeting
+        await self.meetings.rsvp(meeting, command.user, request.answer)
+        word = "going" if request.answer == "yes" else "not going"
+        return _reply(f"Noted: you are {word} to “{meeting.title}”.")
+
+
+def _reply(text: str) -> CommandResult:
+    return CommandResult(replies=[Reply(text)])

@@ -53,7 +53,8 @@ def _encode(post: Post) -> str:
         {
             "title": post.title,
             "text": post.text,
-            "buttons": [[b.label, b.url] for b in post.buttons],
+            "buttons": [[b.label, b.url, b.action] for b in post.buttons],
+            "to_user": post.to_user,
         }
     )
 
@@ -65,8 +66,9 @@ def _decode(entry: OutboxEntry) -> Post:
         channel=entry.channel,
         title=data["title"],
         text=data["text"],
-        buttons=tuple(Button(label, url) for label, url in data["buttons"]),
+        buttons=tuple(Button(label, url, action) for label, url, action in data["buttons"]),
         thread_of=entry.thread_of,
+        to_user=data.get("to_user"),
     )
 
 

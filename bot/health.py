@@ -33,6 +33,11 @@ class _Stats(Protocol):
     def stats(self) -> MediaCounts: ...
 
 
+class _Leader(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
 class MediaCollector(Collector):
     """Reads the media core's counters at scrape time (nothing is counted twice)."""
 
@@ -66,7 +71,10 @@ class MediaCollector(Collector):
 class Health:
     """Serves /healthz and /metrics."""
 
-    def __init__(self, store: Store, media: _Stats, platforms: list[str]) -> None:
+    def __init__(
+        self, store: Store, media: _Stats, platforms: list[str], scheduler: _Leader | None = None
+    ) -> None:
+        self.scheduler = scheduler
         self.store = store
         self.media = media
         self.platforms = platforms
@@ -96,6 +104,9 @@ class Health:
                 "huddles_open": len(open_huddles),
                 "huddles_active": stats.huddles,
                 "participants": stats.participants,
+                "scheduler": (
+                    "leader" if self.scheduler and self.scheduler.is_leader else "standby"
+                ),
             }
         )
 

@@ -91,17 +91,24 @@ class HuddleService:
     # Creating and ending
 
     async def create(
-        self, channel: ChannelRef, host: User, title: str | None
+        self,
+        channel: ChannelRef,
+        host: User,
+        title: str | None,
+        *,
+        huddle_id: str | None = None,
+        meeting_id: str | None = None,
     ) -> tuple[Huddle, Delivered | None]:
         """Start a huddle in ``channel`` and post its card there (None: the card is queued)."""
         huddle = Huddle(
-            id=new_huddle_id(),
+            id=huddle_id or new_huddle_id(),
             title=title or f"{host.name}'s huddle",
             host_id=host.id,
             host_name=host.name,
             channel=channel,
             state="open",
             created_at=self.clock(),
+            meeting_id=meeting_id,
         )
         await self.store.add_huddle(huddle)
         log.info("huddle created id=%s channel=%s host=%s", huddle.id, channel, host.id)

@@ -7,14 +7,21 @@ import re
 from dataclasses import dataclass
 
 MAX_TITLE = 150
-SUBCOMMANDS = ("help", "list", "end")
+SUBCOMMANDS = ("help", "list", "end", "schedule", "tz", "cancel", "agenda", "rsvp")
 HUDDLE_ID = re.compile(r"^[a-z0-9]{6,12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 USAGE = (
     "`/meet` starts a huddle here; `/meet <title>` names it.\n"
-    "`/meet list` shows the active huddles with who is in them.\n"
-    "`/meet end <id>` ends one (its host can).\n"
+    "`/meet list` shows active huddles and upcoming meetings.\n"
+    "`/meet end <id>` ends a huddle (its host can).\n"
+    "`/meet schedule <when> [<title>] [agenda: a; b]` schedules one, e.g. "
+    "`/meet schedule tomorrow 10:00 Design review agenda: API; rollout`, "
+    "`/meet schedule every weekday 09:30 for 15m Standup`, `/meet schedule in 10 minutes Sync`. "
+    "Add `remind 5m` to change the 15-minute reminder.\n"
+    "`/meet cancel <id> [next|YYYY-MM-DD]` cancels a meeting, or one occurrence of a series.\n"
+    "`/meet agenda <id> add <item>` adds to its agenda; `/meet rsvp <id> yes|no` answers.\n"
+    "`/meet tz <Area/City>` sets your time zone; `/meet tz channel <Area/City>` the channel's.\n"
     "`/meet help` shows this."
 )
 
@@ -44,13 +51,63 @@ class EndHuddle:
 
 
 @dataclass(frozen=True)
+class ScheduleMeeting:
+    """`/meet schedule <when> [<title>] [agenda: ...]` (the time is read by :mod:`bot.when`)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class SetZone:
+    """`/meet tz [channel] [<Area/City>]`; no zone means "show it"."""
+
+    zone: str | None
+    channel: bool = False
+
+
+@dataclass(frozen=True)
+class CancelMeeting:
+    """`/meet cancel <id> [next|YYYY-MM-DD]`."""
+
+    meeting_id: str
+    occurrence: str | None = None  # "next" or an ISO date
+
+
+@dataclass(frozen=True)
+class AddAgendaItem:
+    """`/meet agenda <id> add <item>`."""
+
+    meeting_id: str
+    item: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """`/meet rsvp <id> yes|no`."""
+
+    meeting_id: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class ParseError:
     """The input did not make sense; ``message`` says what to type instead."""
 
     message: str
 
 
-Request = StartHuddle | ShowHelp | ListHuddles | EndHuddle | ParseError
+Request = (
+    StartHuddle
+    | ShowHelp
+    | ListHuddles
+    | EndHuddle
+    | ScheduleMeeting
+    | SetZone
+    | CancelMeeting
+    | AddAgendaItem
+    | Answer
+    | ParseError
+)
 
 
 def parse(text: str) -> Request:
@@ -75,10 +132,35 @@ def parse(text: str) -> Request:
             return ParseError("Which huddle? Type `/meet end <id>`; `/meet list` shows the ids.")
         huddle_id = rest.lower()
         if not HUDDLE_ID.match(huddle_id):
-            return ParseError(
-                f"`{rest[:40]}` is not a huddle id. `/meet list` shows the ids (like `k3f9qz`)."
-            )
+            return _bad_id(rest)
         return EndHuddle(huddle_id=huddle_id)
+    if verb == "schedule":
+        if not rest:
+            return ParseError(
+                "When? For example `/meet schedule tomorrow 10:00 Design review` "
+                "or `/meet schedule every monday 10:00 Planning`."
+            )
+        return ScheduleMeeting(rest)
+    if verb == "tz":
+        return _zone(rest)
+    if verb == "cancel":
+        return _cancel(rest)
+    if verb == "agenda":
+        args = rest.split(None, 2)
+        if len(args) < 3 or args[1].lower() != "add" or not args[2].strip():
+            return ParseError("Type `/meet agenda <id> add <item>`.")
+        if not HUDDLE_ID.match(args[0].lower()):
+            return _bad_id(args[0])
+        if len(args[2]) > MAX_TITLE:
+            return ParseError(f"Keep agenda items under {MAX_TITLE} characters.")
+        return AddAgendaItem(args[0].lower(), args[2].strip())
+    if verb == "rsvp":
+        args = rest.lower().split()
+        if len(args) != 2 or args[1] not in ("yes", "no"):
+            return ParseError("Type `/meet rsvp <id> yes` or `/meet rsvp <id> no`.")
+        if not HUDDLE_ID.match(args[0]):
+            return _bad_id(args[0])
+        return Answer(args[0], args[1])
     if not rest:
         close = difflib.get_close_matches(verb, SUBCOMMANDS, n=1, cutoff=0.7)
         if close:
@@ -95,3 +177,36 @@ def _title(title: str) -> Request:
     if len(title) > MAX_TITLE:
         return ParseError(f"That title is {len(title)} characters; keep it under {MAX_TITLE}.")
     return StartHuddle(title=title)
+
+
+def _bad_id(text: str) -> ParseError:
+    return ParseError(f"`{text[:40]}` is not an id. `/meet list` shows the ids (like `k3f9qz`).")
+
+
+def _zone(rest: str) -> Request:
+    args = rest.split()
+    channel = bool(args) and args[0].lower() == "channel"
+    if channel:
+        args = args[1:]
+    if len(args) > 1:
+        return ParseError("Type `/meet tz Europe/Berlin` (or `/meet tz channel Europe/Berlin`).")
+    return SetZone(zone=args[0] if args else None, channel=channel)
+
+
+def _cancel(rest: str) -> Request:
+    args = rest.split()
+    if not args or len(args) > 2:
+        return ParseError(
+            "Type `/meet cancel <id>` for the whole meeting, or add `next` or a date "
+            "(`/meet cancel <id> 2026-12-01`) for one occurrence."
+        )
+    if not HUDDLE_ID.match(args[0].lower()):
+        return _bad_id(args[0])
+    occurrence = args[1].lower() if len(args) == 2 else None
+    if (
+        occurrence is not None
+        and occurrence != "next"
+        and not re.match(r"^\d{4}-\d{2}-\d{2}$", occurrence)
+    ):
+        return ParseError("After the id, say `next` or a date like `2026-12-01`.")
+    return CancelMeeting(args[0].lower(), occurrence)

@@ -155,7 +155,10 @@ meetings = Table(
     Column("remind_s", Integer, nullable=False),
     Column("state", String(16), nullable=False),  # "scheduled" | "cancelled"
     Column("created_at", UtcDateTime(), nullable=False),
+    # Bumped whenever what the scheduler must do changes; the scheduler polls for it.
+    Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_meetings_state", "state"),
+    Index("ix_meetings_updated", "updated_at"),
 )
 
 # Occurrences that differ from the rule: cancelled ones, and started ones (with their huddle).

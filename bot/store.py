@@ -12,7 +12,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Connection, Row, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -31,6 +41,14 @@ from bot.schema import (
 from bot.types import ChannelRef
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    # WAL: readers never wait for the writer, so live pages and the outbox don't stall each other.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def _upgrade(connection: Connection) -> None:
@@ -56,6 +74,8 @@ class Store:
         else:
             options["pool_pre_ping"] = True
         engine = create_async_engine(url, **options)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade)
         return cls(engine)
@@ -365,8 +385,28 @@ class Store:
                     remind_s=meeting.remind_s,
                     state=meeting.state,
                     created_at=meeting.created_at,
+                    updated_at=meeting.created_at,
                 )
             )
+
+    async def touch_meeting(self, meeting_id: str, at: datetime) -> None:
+        """Tell the scheduler (which polls ``updated_at``) to re-plan this meeting."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(meetings).where(meetings.c.id == meeting_id).values(updated_at=at)
+            )
+
+    async def meetings_changed_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(id, updated_at) of meetings changed at or after ``since``, oldest change first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(meetings.c.id, meetings.c.updated_at)
+                    .where(meetings.c.updated_at >= since)
+                    .order_by(meetings.c.updated_at)
+                )
+            ).all()
+        return [(row.id, row.updated_at) for row in rows]
 
     async def meeting(self, meeting_id: str) -> Meeting | None:
         """The meeting with that id, or None."""

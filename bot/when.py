@@ -52,7 +52,7 @@ UNITS = {
     "days": 86400,
 }
 CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$")
-DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m(?:in)?)?$")
+DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m(?:in)?)?(?:(\d+)s)?$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DEFAULT_DURATION = timedelta(minutes=30)
 MAX_DURATION = timedelta(hours=12)
@@ -186,9 +186,11 @@ def _amount(words: list[str]) -> tuple[float, str]:
 
 def _duration(word: str) -> timedelta:
     match = DURATION.match(word.lower())
-    if not match or not (match[1] or match[2]):
+    if not match or not (match[1] or match[2] or match[3]):
         raise WhenError(f"`{word[:20]}` is not a duration. Use `45m`, `1h` or `1h30m`.")
-    return timedelta(hours=float(match[1] or 0), minutes=int(match[2] or 0))
+    return timedelta(
+        hours=float(match[1] or 0), minutes=int(match[2] or 0), seconds=int(match[3] or 0)
+    )
 
 
 def _day_and_clock(words: list[str], local_now: datetime, tz: ZoneInfo) -> datetime:

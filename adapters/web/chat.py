@@ -23,7 +23,16 @@ from aiohttp import web
 from bot.commands import Commands
 from bot.records import ChatMessage
 from bot.store import Store
-from bot.types import ChannelRef, Command, HuddleSnapshot, Post, User
+from bot.types import (
+    Action,
+    Button,
+    ChannelRef,
+    Command,
+    HuddleSnapshot,
+    Post,
+    User,
+    plain_times,
+)
 
 log = logging.getLogger("huddle.web")
 
@@ -42,6 +51,13 @@ class BadRequest(web.HTTPBadRequest):
         super().__init__(text=json.dumps({"error": message}), content_type="application/json")
 
 
+def _buttons(buttons: tuple[Button, ...]) -> list[dict[str, str]]:
+    return [
+        {"label": b.label, "action": b.action} if b.action else {"label": b.label, "url": b.url}
+        for b in buttons
+    ]
+
+
 def _post_json(message: ChatMessage) -> dict[str, Any]:
     return {
         "id": message.id,
@@ -49,7 +65,10 @@ def _post_json(message: ChatMessage) -> dict[str, Any]:
         "user": message.author,
         "bot": message.is_bot,
         "title": message.title,
-        "text": message.text,
+        # ``text`` shows times as "Mon 23 Nov 10:00 Europe/Berlin"; ``markup`` keeps the
+        # <t:unix|...> form the page renders in the reader's own zone.
+        "text": plain_times(message.text),
+        "markup": message.text,
         "buttons": message.buttons,
         "thread_of": message.thread_of,
         "ephemeral": message.visible_to is not None,
@@ -61,7 +80,8 @@ def _post_json(message: ChatMessage) -> dict[str, Any]:
 @dataclass(eq=False)  # held in sets: identity, not value
 class _Listener:
     user: str | None
-    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
+    #: None tells the stream to end (server shutting down).
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
 
 
 class WebChat:
@@ -83,6 +103,13 @@ class WebChat:
         app.router.add_post("/api/chat/{channel}/messages", self._post_message)
         app.router.add_get("/api/chat/{channel}/messages", self._history)
         app.router.add_get("/api/chat/{channel}/events", self._events)
+        app.router.add_post("/api/chat/{channel}/actions", self._action)
+
+    def close(self) -> None:
+        """End every live stream so the server can stop without waiting for them."""
+        for listeners in self._listeners.values():
+            for listener in listeners:
+                listener.queue.put_nowait(None)
 
     # Output: the core's posts become chat messages.
 
@@ -94,8 +121,10 @@ class WebChat:
             is_bot=True,
             title=post.title,
             text=post.text,
-            buttons=[{"label": b.label, "url": b.url} for b in post.buttons],
+            buttons=_buttons(post.buttons),
             thread_of=int(thread_ref) if thread_ref else None,
+            # The web chat has no direct messages: a private post is one only its reader sees.
+            visible_to=post.to_user,
             at=datetime.now(UTC),
         )
         self._broadcast(message)
@@ -107,7 +136,7 @@ class WebChat:
             int(ref),
             title=post.title,
             text=post.text,
-            buttons=[{"label": b.label, "url": b.url} for b in post.buttons],
+            buttons=_buttons(post.buttons),
             at=datetime.now(UTC),
         )
         if message is None:
@@ -188,6 +217,24 @@ class WebChat:
         posts = await self._run_command(channel, user, text.strip()) if text.startswith("/") else []
         return web.json_response({"posts": posts})
 
+    async def _action(self, request: web.Request) -> web.Response:
+        channel = self._channel(request)
+        body = await self._read_json(request)
+        user, action = body.get("user"), body.get("action")
+        if not isinstance(user, str) or not USER.match(user.strip() or "\x00"):
+            raise BadRequest('"user" is required: a name of 1-64 printable characters.')
+        if not isinstance(action, str) or not 0 < len(action) <= 200:
+            raise BadRequest('"action" is required: the action of the button pressed.')
+        user = user.strip()
+        result = await self.commands.act(
+            Action(channel=ChannelRef(self.name, channel), user=User(user, user), action=action)
+        )
+        posts = [
+            _post_json(await self._ephemeral(channel, user, r.text, _buttons(r.buttons)))
+            for r in result.replies
+        ]
+        return web.json_response({"posts": posts})
+
     async def _run_command(self, channel: str, user: str, text: str) -> list[dict[str, Any]]:
         name, _, rest = text.partition(" ")
         if name != "/meet":
@@ -204,7 +251,7 @@ class WebChat:
             if message is not None:
                 posts.append(_post_json(message))
         for reply in result.replies:
-            buttons = [{"label": b.label, "url": b.url} for b in reply.buttons]
+            buttons = _buttons(reply.buttons)
             posts.append(_post_json(await self._ephemeral(channel, user, reply.text, buttons)))
         return posts
 
@@ -242,6 +289,8 @@ class WebChat:
             while True:
                 try:
                     data = await asyncio.wait_for(listener.queue.get(), timeout=15)
+                    if data is None:
+                        break
                     await response.write(f"event: post\ndata: {data}\n\n".encode())
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")

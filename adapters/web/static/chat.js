@@ -21,9 +21,17 @@ function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
+function localTime(unix) {
+  return new Date(unix * 1000).toLocaleString([], {
+    weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  });
+}
+
 function formatText(text) {
-  // Only `code` spans are formatted; everything else is shown as typed.
-  return escapeHtml(text).replace(/`([^`\n]+)`/g, "<code>$1</code>");
+  // `code` spans, and <t:unix|fallback> times shown in the reader's own time zone.
+  return escapeHtml(text)
+    .replace(/`([^`\n]+)`/g, "<code>$1</code>")
+    .replace(/&lt;t:(\d+)\|([^&]*)&gt;/g, (_, unix, fallback) => `<time data-unix="${unix}" title="${fallback}">${localTime(Number(unix))}</time>`);
 }
 
 function joinHref(url) {
@@ -41,14 +49,16 @@ function renderPost(post) {
   li.dataset.id = post.id;
   const time = new Date(post.created_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   let body = `<div class="meta"><span class="author">${escapeHtml(post.user)}</span>${time}${post.edited_at ? " (updated)" : ""}</div>`;
-  const buttons = post.buttons.map(
-    (b) => `<a data-testid="card-button" target="_blank" rel="noopener" href="${escapeHtml(joinHref(b.url))}">${escapeHtml(b.label)}</a>`
+  const buttons = post.buttons.map((b) => b.action
+    ? `<button type="button" data-testid="action-button" data-action="${escapeHtml(b.action)}">${escapeHtml(b.label)}</button>`
+    : `<a data-testid="card-button" target="_blank" rel="noopener" href="${escapeHtml(joinHref(b.url))}">${escapeHtml(b.label)}</a>`
   ).join("");
-  const inner = `${post.title ? `<div class="title">${escapeHtml(post.title)}</div>` : ""}<div class="text">${formatText(post.text)}</div>${buttons ? `<div class="buttons">${buttons}</div>` : ""}`;
+  const inner = `${post.title ? `<div class="title">${escapeHtml(post.title)}</div>` : ""}<div class="text">${formatText(post.markup || post.text)}</div>${buttons ? `<div class="buttons">${buttons}</div>` : ""}`;
   body += post.bot && (post.title || buttons) ? `<div class="card" data-testid="card">${inner}</div>` : inner;
   if (!post.thread_of && !post.ephemeral) body += `<button type="button" class="reply-link">Reply in thread</button>`;
   body += `<ol class="thread" data-thread="${post.id}"></ol>`;
   li.innerHTML = body;
+  li.querySelectorAll("button[data-action]").forEach((button) => button.addEventListener("click", () => act(button.dataset.action)));
   const reply = li.querySelector(".reply-link");
   if (reply) reply.addEventListener("click", () => { state.threadOf = post.id; $("replying").hidden = false; $("text").focus(); });
   return li;
@@ -101,6 +111,19 @@ function listen() {
   state.events.addEventListener("post", (event) => upsert(JSON.parse(event.data)));
   state.events.onopen = () => { $("status").textContent = "live"; loadHistory().catch((e) => showError(e.message)); };
   state.events.onerror = () => { $("status").textContent = "reconnecting…"; };
+}
+
+async function act(action) {
+  if (!state.user) { showError("Type your name first (top left)."); $("user").focus(); return; }
+  try {
+    const { posts } = await api(`/api/chat/${encodeURIComponent(state.channel)}/actions`, {
+      method: "POST", body: JSON.stringify({ user: state.user, action }),
+    });
+    posts.forEach(upsert);
+    showError("");
+  } catch (error) {
+    showError(error.message);
+  }
 }
 
 async function send(event) {

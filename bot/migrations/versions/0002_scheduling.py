@@ -47,8 +47,10 @@ def upgrade() -> None:
         sa.Column("remind_s", sa.Integer, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
     )
     op.create_index("ix_meetings_state", "meetings", ["state"])
+    op.create_index("ix_meetings_updated", "meetings", ["updated_at"])
     op.create_table(
         "occurrences",
         sa.Column("meeting_id", sa.String(16), sa.ForeignKey("meetings.id"), primary_key=True),
