@@ -28,7 +28,7 @@ log = logging.getLogger("huddle.meetings")
 #: The agenda of a recurring meeting's next occurrence is posted this long before it.
 AGENDA_LEAD = timedelta(hours=24)
 #: A reminder that fires later than this after its time says it is late.
-LATE_AFTER = timedelta(seconds=60)
+LATE_AFTER = timedelta(seconds=5)
 DEFAULT_REMIND = timedelta(minutes=15)
 
 
