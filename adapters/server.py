@@ -18,6 +18,7 @@ from bot.health import Health
 from bot.huddles import HuddleService
 from bot.links import Links
 from bot.meetings import MeetingService
+from bot.minutes import Minutes
 from bot.scheduler import MeetingScheduler
 from bot.store import Store
 from media.events import HuddleAccess
@@ -70,6 +71,7 @@ class Huddle:
     publisher: Publisher
     huddles: HuddleService
     meetings: MeetingService
+    minutes: Minutes
     scheduler: MeetingScheduler
     commands: Commands
     web_chat: WebChat
@@ -95,8 +97,10 @@ async def build(settings: Settings) -> Huddle:
     links = Links(settings.secret, settings.public_url, store)
     meetings = MeetingService(store, publisher, huddles, links.meeting_url, links.calendar_url)
     links.huddles, links.meetings = huddles, meetings
-    scheduler = MeetingScheduler(settings.database_url, meetings)
-    commands = Commands(huddles, meetings, replan=scheduler.sync)
+    minutes = Minutes(store, publisher, meetings)
+    huddles.on_ended.append(minutes.huddle_ended)
+    scheduler = MeetingScheduler(settings.database_url, meetings, minutes)
+    commands = Commands(huddles, meetings, minutes, replan=scheduler.sync)
     web_chat = WebChat(store, commands)
     publisher.register(web_chat)
     platforms = platform_adapters(settings, commands, store)
@@ -118,6 +122,7 @@ async def build(settings: Settings) -> Huddle:
         publisher,
         huddles,
         meetings,
+        minutes,
         scheduler,
         commands,
         web_chat,

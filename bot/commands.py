@@ -11,6 +11,7 @@ from bot import parser
 from bot.cards import list_line
 from bot.huddles import HuddleService
 from bot.meetings import MeetingService
+from bot.minutes import Minutes
 from bot.records import Meeting
 from bot.types import Action, Button, Command, CommandResult, Reply, time_markup
 from bot.when import WhenError, parse_when, zone
@@ -31,10 +32,15 @@ class Commands:
     """Turns a parsed `/meet` into work and answers; never raises to the adapter."""
 
     def __init__(
-        self, huddles: HuddleService, meetings: MeetingService, replan: Replan = _no_replan
+        self,
+        huddles: HuddleService,
+        meetings: MeetingService,
+        minutes: Minutes,
+        replan: Replan = _no_replan,
     ) -> None:
         self.huddles = huddles
         self.meetings = meetings
+        self.minutes = minutes
         self.replan = replan
 
     async def handle(self, command: Command) -> CommandResult:
@@ -63,6 +69,14 @@ class Commands:
                 meeting_id, _, answer = rest.partition(":")
                 command = Command(action.channel, action.user, f"rsvp {meeting_id} {answer}")
                 return await self.handle(command)
+            if kind == "rate":
+                huddle_id, _, score = rest.partition(":")
+                if score not in {"1", "2", "3", "4", "5"}:
+                    return _reply("Ratings go from 1 to 5.")
+                user = action.user
+                voter = f"{action.channel.platform}:{user.id}"
+                await self.minutes.feedback(huddle_id, voter, user.name, int(score))
+                return _reply(f"Thanks: you rated the call {score}/5.")
             return CommandResult(replies=[Reply("That button is no longer available.")])
         except Exception:
             log.exception("action failed channel=%s action=%r", action.channel, action.action)
@@ -87,6 +101,10 @@ class Commands:
             return await self._cancel(command, request)
         if isinstance(request, parser.AddAgendaItem):
             return await self._agenda(command, request)
+        if isinstance(request, parser.CloseItem):
+            message = await self.minutes.done(request.item_id, command.user)
+            await self.replan(f"item:{request.item_id}")
+            return _reply(message)
         return await self._rsvp(command, request)
 
     async def _start(self, command: Command, request: parser.StartHuddle) -> CommandResult:

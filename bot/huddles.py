@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -61,6 +61,8 @@ class HuddleService:
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Called with the ended huddle (the notes thread, follow-ups).
+        self.on_ended: list[Callable[[Huddle], Awaitable[None]]] = []
 
     async def start(self) -> None:
         """Listen to the media core and pick up huddles left open by a previous process."""
@@ -132,6 +134,13 @@ class HuddleService:
         log.info("huddle ended id=%s reason=%s", huddle_id, reason)
         await self.media.end_huddle(huddle_id, reason)
         self.refresh_card(huddle_id)
+        huddle = await self.store.huddle(huddle_id)
+        if huddle is not None:
+            for callback in self.on_ended:
+                try:
+                    await callback(huddle)
+                except Exception:
+                    log.exception("after-end step failed huddle=%s", huddle_id)
         return True
 
     def join_url(self, huddle_id: str) -> str:

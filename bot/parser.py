@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 MAX_TITLE = 150
-SUBCOMMANDS = ("help", "list", "end", "schedule", "tz", "cancel", "agenda", "rsvp")
+SUBCOMMANDS = ("help", "list", "end", "schedule", "tz", "cancel", "agenda", "rsvp", "done")
 HUDDLE_ID = re.compile(r"^[a-z0-9]{6,12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -22,6 +22,7 @@ USAGE = (
     "`/meet cancel <id> [next|YYYY-MM-DD]` cancels a meeting, or one occurrence of a series.\n"
     "`/meet agenda <id> add <item>` adds to its agenda; `/meet rsvp <id> yes|no` answers.\n"
     "`/meet tz <Area/City>` sets your time zone; `/meet tz channel <Area/City>` the channel's.\n"
+    "`/meet done <item id>` closes an action item from a meeting's notes.\n"
     "`/meet help` shows this."
 )
 
@@ -90,6 +91,13 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class CloseItem:
+    """`/meet done <item id>`."""
+
+    item_id: str
+
+
+@dataclass(frozen=True)
 class ParseError:
     """The input did not make sense; ``message`` says what to type instead."""
 
@@ -106,6 +114,7 @@ Request = (
     | CancelMeeting
     | AddAgendaItem
     | Answer
+    | CloseItem
     | ParseError
 )
 
@@ -154,6 +163,10 @@ def parse(text: str) -> Request:
         if len(args[2]) > MAX_TITLE:
             return ParseError(f"Keep agenda items under {MAX_TITLE} characters.")
         return AddAgendaItem(args[0].lower(), args[2].strip())
+    if verb == "done":
+        if not HUDDLE_ID.match(rest.lower()):
+            return ParseError("Type `/meet done <item id>`; the ids are in the meeting notes.")
+        return CloseItem(rest.lower())
     if verb == "rsvp":
         args = rest.lower().split()
         if len(args) != 2 or args[1] not in ("yes", "no"):

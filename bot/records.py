@@ -114,3 +114,17 @@ class Rsvp:
     user_id: str
     user_name: str
     answer: str  # "yes" | "no"
+
+
+@dataclass(frozen=True)
+class ActionItem:
+    """A `TODO @owner ...` from a meeting's notes, followed up until done."""
+
+    id: str
+    huddle_id: str
+    meeting_id: str | None
+    channel: ChannelRef
+    owner: str
+    text: str
+    due_at: datetime
+    state: str  # "open" | "done"

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bot.leader import Leadership
 from bot.meetings import MeetingService, PlannedJob, occurrence_key, parse_occurrence_key
+from bot.minutes import Minutes
 
 log = logging.getLogger("huddle.scheduler")
 
@@ -69,17 +70,20 @@ class MeetingScheduler:
         self,
         database_url: str,
         meetings: MeetingService,
+        minutes: Minutes,
         poll: float = 1.0,
         leadership: Leadership | None = None,
     ) -> None:
         self.database_url = database_url
         self.meetings = meetings
+        self.minutes = minutes
         self.poll = poll
         self.key = store_key(database_url)
         self.leadership = leadership or Leadership(database_url)
         self.scheduler: AsyncIOScheduler | None = None
         self._poller: asyncio.Task[None] | None = None
         self._seen: datetime | None = None
+        self._items_seen: datetime | None = None
         self._sync_lock = asyncio.Lock()
 
     @property
@@ -118,7 +122,7 @@ class MeetingScheduler:
         scheduler.start()
         self.scheduler = scheduler
         # Everything might have changed while nobody led: re-plan every scheduled meeting.
-        self._seen = None
+        self._seen = self._items_seen = None
         await self.sync_changed()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
 
@@ -144,29 +148,42 @@ class MeetingScheduler:
                 log.exception("scheduler poll failed")
 
     async def sync_changed(self) -> int:
-        """Re-plan meetings changed since the last look (all of them the first time)."""
+        """Re-plan meetings and action items changed since the last look (all, the first time)."""
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        store = self.meetings.store
         async with self._sync_lock:
-            since = self._seen or datetime(1970, 1, 1, tzinfo=UTC)
-            changed = await self.meetings.store.meetings_changed_since(since)
-            for meeting_id, _ in changed:
+            meetings = await store.meetings_changed_since(self._seen or epoch)
+            for meeting_id, _ in meetings:
                 await self._sync(meeting_id)
-            if changed:
-                # Rows changed in the same instant as the last one seen are looked at again.
-                self._seen = changed[-1][1]
-            return len(changed)
+            items = await store.action_items_changed_since(self._items_seen or epoch)
+            for item_id, _ in items:
+                await self._sync(f"item:{item_id}")
+            # Rows changed in the same instant as the last one seen are looked at again.
+            if meetings:
+                self._seen = meetings[-1][1]
+            if items:
+                self._items_seen = items[-1][1]
+            return len(meetings) + len(items)
 
-    async def sync(self, meeting_id: str) -> None:
-        """Re-plan one meeting now (when this process leads; else the leader's poll does it)."""
+    async def sync(self, target: str) -> None:
+        """Re-plan a meeting (or ``item:<id>``) now, when this process leads.
+
+        Elsewhere the leader's poll of ``updated_at`` picks the change up within a second.
+        """
         if self.scheduler is None:
             return
         async with self._sync_lock:
-            await self._sync(meeting_id)
+            await self._sync(target)
 
-    async def _sync(self, meeting_id: str) -> None:
+    async def _sync(self, target: str) -> None:
         scheduler = self.scheduler
         if scheduler is None:
             return
-        for job in await self.meetings.plan(meeting_id):
+        if target.startswith("item:"):
+            planned = await self.minutes.plan_item(target.removeprefix("item:"))
+        else:
+            planned = await self.meetings.plan(target)
+        for job in planned:
             existing = scheduler.get_job(job.job_id)
             if existing is not None and existing.next_run_time == job.run_at:
                 continue
@@ -199,6 +216,8 @@ class MeetingScheduler:
             elif kind == "start":
                 await self.meetings.start(meeting_id, occurrence)
                 await self.sync(meeting_id)
+            elif kind == "followup":
+                await self.minutes.follow_up(meeting_id)
             else:
                 log.error("unknown job kind=%s meeting=%s", kind, meeting_id)
         except Exception:

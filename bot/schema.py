@@ -180,3 +180,43 @@ rsvps = Table(
     Column("answer", String(8), nullable=False),  # "yes" | "no"
     Column("at", UtcDateTime(), nullable=False),
 )
+
+# After the call (migration 0003).
+
+huddle_notes = Table(
+    "huddle_notes",
+    metadata,
+    Column("huddle_id", String(16), ForeignKey("huddles.id"), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+action_items = Table(
+    "action_items",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("huddle_id", String(16), ForeignKey("huddles.id"), nullable=False),
+    Column("meeting_id", String(16), nullable=True),
+    Column("platform", String(32), nullable=False),
+    Column("channel_id", String(128), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("state", String(16), nullable=False),  # "open" | "done"
+    Column("created_at", UtcDateTime(), nullable=False),
+    # Bumped whenever the scheduler must re-plan its follow-up (it polls this).
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_action_items_updated", "updated_at"),
+    Index("ix_action_items_meeting", "meeting_id", "state"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("huddle_id", String(16), ForeignKey("huddles.id"), primary_key=True),
+    Column("participant_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+)

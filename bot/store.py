@@ -26,11 +26,23 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.records import Attendance, ChatMessage, Huddle, Meeting, OutboxEntry, PostRef, Rsvp
+from bot.records import (
+    ActionItem,
+    Attendance,
+    ChatMessage,
+    Huddle,
+    Meeting,
+    OutboxEntry,
+    PostRef,
+    Rsvp,
+)
 from bot.schema import (
+    action_items,
     attendance,
     channel_prefs,
     chat_messages,
+    feedback,
+    huddle_notes,
     huddles,
     meetings,
     occurrences,
@@ -516,6 +528,125 @@ class Store:
             ).all()
         return [Rsvp(r.meeting_id, r.user_id, r.user_name, r.answer) for r in rows]
 
+    # Notes, action items, feedback
+
+    async def save_notes(self, huddle_id: str, text: str, by: str, at: datetime) -> None:
+        """Replace a huddle's shared notes."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(huddle_notes)
+                .where(huddle_notes.c.huddle_id == huddle_id)
+                .values(text=text, updated_by=by, updated_at=at)
+            )
+            if not result.rowcount:
+                await conn.execute(
+                    insert(huddle_notes).values(
+                        huddle_id=huddle_id, text=text, updated_by=by, updated_at=at
+                    )
+                )
+
+    async def notes(self, huddle_id: str) -> str:
+        """A huddle's shared notes ("" if nobody wrote any)."""
+        async with self.engine.connect() as conn:
+            text = await conn.scalar(
+                select(huddle_notes.c.text).where(huddle_notes.c.huddle_id == huddle_id)
+            )
+        return str(text or "")
+
+    async def add_action_item(self, item: ActionItem, at: datetime) -> None:
+        """Store an action item read from the notes."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(action_items).values(
+                    id=item.id,
+                    huddle_id=item.huddle_id,
+                    meeting_id=item.meeting_id,
+                    platform=item.channel.platform,
+                    channel_id=item.channel.channel_id,
+                    owner=item.owner,
+                    text=item.text,
+                    due_at=item.due_at,
+                    state=item.state,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+
+    async def action_item(self, item_id: str) -> ActionItem | None:
+        """One action item by id."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(action_items).where(action_items.c.id == item_id))
+            ).first()
+        return _action(row) if row else None
+
+    async def action_items_of(
+        self, *, huddle_id: str | None = None, meeting_id: str | None = None
+    ) -> list[ActionItem]:
+        """Action items of one huddle, or of every huddle of a (recurring) meeting."""
+        query = select(action_items).order_by(action_items.c.created_at, action_items.c.id)
+        if huddle_id is not None:
+            query = query.where(action_items.c.huddle_id == huddle_id)
+        if meeting_id is not None:
+            query = query.where(action_items.c.meeting_id == meeting_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_action(row) for row in rows]
+
+    async def set_action_state(self, item_id: str, state: str, at: datetime) -> None:
+        """Close (or reopen) an action item."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(action_items)
+                .where(action_items.c.id == item_id)
+                .values(state=state, updated_at=at)
+            )
+
+    async def action_items_changed_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(id, updated_at) of action items changed at or after ``since``."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(action_items.c.id, action_items.c.updated_at)
+                    .where(action_items.c.updated_at >= since)
+                    .order_by(action_items.c.updated_at)
+                )
+            ).all()
+        return [(row.id, row.updated_at) for row in rows]
+
+    async def save_feedback(
+        self, huddle_id: str, participant_id: str, name: str, score: int, at: datetime
+    ) -> None:
+        """Record (or change) one participant's 1-5 rating of a call."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(feedback)
+                .where(
+                    feedback.c.huddle_id == huddle_id, feedback.c.participant_id == participant_id
+                )
+                .values(score=score, name=name, at=at)
+            )
+            if not result.rowcount:
+                await conn.execute(
+                    insert(feedback).values(
+                        huddle_id=huddle_id,
+                        participant_id=participant_id,
+                        name=name,
+                        score=score,
+                        at=at,
+                    )
+                )
+
+    async def feedback_scores(self, huddle_id: str) -> list[int]:
+        """Every rating given for a huddle."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(feedback.c.score).where(feedback.c.huddle_id == huddle_id)
+                )
+            ).all()
+        return [int(row.score) for row in rows]
+
     # Time zone preferences
 
     async def set_zone(self, table: str, platform: str, key: str, zone: str) -> None:
@@ -639,6 +770,19 @@ def _huddle(row: Row[Any]) -> Huddle:
         ended_at=row.ended_at,
         end_reason=row.end_reason,
         meeting_id=row.meeting_id,
+    )
+
+
+def _action(row: Row[Any]) -> ActionItem:
+    return ActionItem(
+        id=row.id,
+        huddle_id=row.huddle_id,
+        meeting_id=row.meeting_id,
+        channel=ChannelRef(row.platform, row.channel_id),
+        owner=row.owner,
+        text=row.text,
+        due_at=row.due_at,
+        state=row.state,
     )
 
 

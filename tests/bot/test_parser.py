@@ -33,7 +33,7 @@ def test_understood(text: str, expected: parser.Request) -> None:
     [
         ("list everything", "takes nothing"),
         ("end", "Which huddle?"),
-        ("end not-an-id!", "is not a huddle id"),
+        ("end not-an-id!", "is not an id"),
         ("lsit", "Did you mean `/meet list`?"),
         ("hepl", "Did you mean `/meet help`?"),
         ("x" * 151, "keep it under 150"),
