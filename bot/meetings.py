@@ -316,6 +316,15 @@ class MeetingService:
         if meeting.agenda:
             lines.append("Agenda:")
             lines.extend(f"{n}. {item}" for n, item in enumerate(meeting.agenda, 1))
+        if meeting.rrule:
+            carried = [
+                item
+                for item in await self.store.action_items_of(meeting_id=meeting.id)
+                if item.state == "open"
+            ]
+            if carried:
+                lines.append("Open from last time:")
+                lines.extend(f"• `{item.id}` @{item.owner}: {item.text}" for item in carried)
         answers = await self.store.rsvps(meeting.id)
         yes = [r.user_name for r in answers if r.answer == "yes"]
         no = [r.user_name for r in answers if r.answer == "no"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,33 @@ async def test_card_counts_people_and_the_notes_thread_follows_the_end(
 
 def huddle_id_of(card: dict[str, Any]) -> str:
     return str(card["text"].split("id `")[1].split("`")[0])
+
+
+def zone_past_ten_today() -> str:
+    """A fixed-offset zone where it is now between 11:00 and 22:59, so 10:00 today has passed."""
+    now = datetime.now(UTC)
+    for offset in range(-12, 15):
+        local_hour = (now + timedelta(hours=offset)).hour
+        if 11 <= local_hour <= 22:
+            # Etc/GMT signs are inverted: Etc/GMT-3 is UTC+3.
+            return f"Etc/GMT{-offset:+d}" if offset else "UTC"
+    raise AssertionError("some offset always works")
+
+
+async def test_an_action_item_due_today_gets_its_follow_up_in_the_thread(
+    huddle: RunningHuddle,
+) -> None:
+    zone = zone_past_ten_today()
+    await huddle.say("ops", "bob", f"/meet tz {zone}")
+    [card] = (await huddle.say("ops", "alice", "/meet Incident review"))["posts"]
+    async with HuddleClient(card["buttons"][0]["url"], "Alice", width=160, height=120) as alice:
+        await alice.join()
+        await card_text(huddle, "ops", card["id"], "1 in the huddle")
+        await huddle.parts.minutes.notes_changed(
+            huddle_id_of(card), "TODO @bob send the timeline by today", "Alice"
+        )
+    notes = await thread_post(huddle, "ops", card["id"], "Meeting notes: Incident review")
+    item_id = notes["text"].split("Action items:\n• `")[1].split("`")[0]
+    follow_up = await thread_post(huddle, "ops", card["id"], "Follow-up")
+    assert follow_up["text"].startswith("@bob: send the timeline was due")
+    assert f"/meet done {item_id}" in follow_up["text"]
