@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from bot.records import Attendance, Huddle
-from bot.types import Button, Post
+from bot.types import Button, ChannelRef, Post
 
 
 def duration_text(span: timedelta) -> str:
@@ -23,9 +23,17 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(unique)
 
 
-def huddle_card(huddle: Huddle, stays: Sequence[Attendance], join_url: str | None) -> Post:
-    """The card for ``huddle`` given its attendance log; ``join_url`` while it is open."""
+def huddle_card(
+    huddle: Huddle,
+    stays: Sequence[Attendance],
+    join_url: str | None,
+    channel: ChannelRef | None = None,
+) -> Post:
+    """The card for ``huddle`` in ``channel`` (default: its home), given its attendance log."""
+    channel = channel or huddle.channel
     lines = [f"Started by {huddle.host_name} · id `{huddle.id}`"]
+    if channel != huddle.channel:
+        lines[0] += f" · shared from #{huddle.channel.channel_id} ({huddle.channel.platform})"
     if huddle.is_open:
         present = [s.name for s in stays if s.left_at is None]
         if present:
@@ -45,8 +53,8 @@ def huddle_card(huddle: Huddle, stays: Sequence[Attendance], join_url: str | Non
             lines.append("Ended, nobody joined")
         buttons = ()
     return Post(
-        key=huddle.card_key,
-        channel=huddle.channel,
+        key=huddle.card_key_in(channel),
+        channel=channel,
         title=huddle.title,
         text="\n".join(lines),
         buttons=buttons,

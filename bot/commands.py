@@ -101,6 +101,8 @@ class Commands:
             return await self._cancel(command, request)
         if isinstance(request, parser.AddAgendaItem):
             return await self._agenda(command, request)
+        if isinstance(request, parser.ShareHuddle):
+            return await self._share(command, request)
         if isinstance(request, parser.CloseItem):
             message = await self.minutes.done(request.item_id, command.user)
             await self.replan(f"item:{request.item_id}")
@@ -160,6 +162,21 @@ class Commands:
             return _reply(f"Only {huddle.host_name}, who started `{huddle.id}`, can end it.")
         await self.huddles.end(huddle.id, "ended by host")
         return _reply(f"Ended “{huddle.title}” (`{huddle.id}`).")
+
+    async def _share(self, command: Command, request: parser.ShareHuddle) -> CommandResult:
+        huddle = await self.huddles.store.huddle(request.huddle_id)
+        if huddle is None:
+            return _reply(f"There is no huddle `{request.huddle_id}`.")
+        if not huddle.is_open:
+            return _reply(f"Huddle `{huddle.id}` has already ended.")
+        if huddle.channel == command.channel:
+            return _reply(f"`{huddle.id}` already lives in this channel.")
+        shared, delivered = await self.huddles.share(huddle, command.channel, command.user)
+        if not shared:
+            return _reply(f"`{huddle.id}` is already posted here.")
+        if delivered is None:
+            return _reply(f"Shared `{huddle.id}` here; its card is on its way.")
+        return CommandResult(posted=[delivered])
 
     async def _schedule(self, command: Command, request: parser.ScheduleMeeting) -> CommandResult:
         zone_name = await self.meetings.zone_for(command.channel, command.user)

@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.delivery import Publisher
 from bot.records import Attendance, Huddle
 from bot.store import Store
-from bot.types import ChannelRef, Delivered, HuddleSnapshot, User
+from bot.types import ChannelRef, Delivered, HuddleSnapshot, Post, User
 from media.events import HuddleAccess, MediaEvent, MediaListener, ParticipantJoined
 
 log = logging.getLogger("huddle.huddles")
@@ -143,6 +143,38 @@ class HuddleService:
                     log.exception("after-end step failed huddle=%s", huddle_id)
         return True
 
+    async def channels(self, huddle: Huddle) -> list[ChannelRef]:
+        """Every channel the huddle is posted in: its home first, then where it was shared."""
+        return [huddle.channel, *await self.store.shares(huddle.id)]
+
+    async def share(
+        self, huddle: Huddle, channel: ChannelRef, by: User
+    ) -> tuple[bool, Delivered | None]:
+        """Post the huddle's card in another channel too; it updates there like at home.
+
+        Returns whether it was newly shared, and the card if it landed already.
+        """
+        if channel == huddle.channel or not await self.store.add_share(
+            huddle.id, channel, f"{by.name} ({channel.platform})", self.clock()
+        ):
+            return False, None
+        log.info("huddle shared id=%s to=%s by=%s", huddle.id, channel, by.id)
+        stays = await self.store.attendance(huddle.id)
+        delivered = await self.publisher.publish(
+            huddle_card(huddle, stays, self.join_url(huddle.id), channel)
+        )
+        await self.publisher.publish(
+            Post(
+                key=f"{huddle.card_key}/shared/{channel.platform}:{channel.channel_id}",
+                channel=huddle.channel,
+                text=f"{by.name} shared this huddle to #{channel.channel_id}"
+                f" on {channel.platform}.",
+                thread_of=huddle.card_key,
+            ),
+            wait=0,
+        )
+        return True, delivered
+
     def join_url(self, huddle_id: str) -> str:
         """A fresh signed link to the huddle's page."""
         expires = self.clock().timestamp() + self.settings.link_ttl
@@ -224,23 +256,28 @@ class HuddleService:
                     return
                 stays = await self.store.attendance(huddle_id)
                 url = self.join_url(huddle_id) if huddle.is_open else None
-                # Queued durably; a platform that is down gets the latest card when it is back.
-                await self.publisher.publish(huddle_card(huddle, stays, url), wait=0)
-                card = await self.store.post_ref(huddle.card_key)
-                await self.publisher.notify(
-                    _snapshot(huddle, stays, url, card.ref if card else None)
-                )
+                for channel in await self.channels(huddle):
+                    # Queued durably; a platform that is down gets the latest card when back.
+                    await self.publisher.publish(huddle_card(huddle, stays, url, channel), wait=0)
+                    card = await self.store.post_ref(huddle.card_key_in(channel))
+                    await self.publisher.notify(
+                        _snapshot(huddle, stays, url, card.ref if card else None, channel)
+                    )
         finally:
             self._refreshing.pop(huddle_id, None)
 
 
 def _snapshot(
-    huddle: Huddle, stays: Sequence[Attendance], url: str | None, card_ref: str | None
+    huddle: Huddle,
+    stays: Sequence[Attendance],
+    url: str | None,
+    card_ref: str | None,
+    channel: ChannelRef | None = None,
 ) -> HuddleSnapshot:
     return HuddleSnapshot(
         huddle_id=huddle.id,
         title=huddle.title,
-        channel=huddle.channel,
+        channel=channel or huddle.channel,
         host=User(huddle.host_id, huddle.host_name),
         join_url=url,
         is_open=huddle.is_open,

@@ -120,16 +120,19 @@ class Minutes:
             [item.id for item in items],
             recording_url=None,
         )
-        await self.publisher.publish(
-            Post(
-                key=f"huddle/{huddle.id}/notes",
-                channel=huddle.channel,
-                title=f"Meeting notes: {huddle.title}",
-                text=text,
-                thread_of=huddle.card_key,
-            ),
-            wait=0,
-        )
+        # The notes go under the card in every channel the huddle was posted in.
+        for channel in [huddle.channel, *await self.store.shares(huddle.id)]:
+            card_key = huddle.card_key_in(channel)
+            await self.publisher.publish(
+                Post(
+                    key=f"{card_key}/notes",
+                    channel=channel,
+                    title=f"Meeting notes: {huddle.title}",
+                    text=text,
+                    thread_of=card_key,
+                ),
+                wait=0,
+            )
         if items:
             await self._refresh_open_items(huddle)
         await self._publish_feedback(huddle)

@@ -7,7 +7,18 @@ import re
 from dataclasses import dataclass
 
 MAX_TITLE = 150
-SUBCOMMANDS = ("help", "list", "end", "schedule", "tz", "cancel", "agenda", "rsvp", "done")
+SUBCOMMANDS = (
+    "help",
+    "list",
+    "end",
+    "schedule",
+    "tz",
+    "cancel",
+    "agenda",
+    "rsvp",
+    "done",
+    "share",
+)
 HUDDLE_ID = re.compile(r"^[a-z0-9]{6,12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -23,6 +34,7 @@ USAGE = (
     "`/meet agenda <id> add <item>` adds to its agenda; `/meet rsvp <id> yes|no` answers.\n"
     "`/meet tz <Area/City>` sets your time zone; `/meet tz channel <Area/City>` the channel's.\n"
     "`/meet done <item id>` closes an action item from a meeting's notes.\n"
+    "`/meet share <id>` posts a huddle here too (from any channel, Slack or Discord alike).\n"
     "`/meet help` shows this."
 )
 
@@ -91,6 +103,13 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class ShareHuddle:
+    """`/meet share <id>`."""
+
+    huddle_id: str
+
+
+@dataclass(frozen=True)
 class CloseItem:
     """`/meet done <item id>`."""
 
@@ -115,6 +134,7 @@ Request = (
     | AddAgendaItem
     | Answer
     | CloseItem
+    | ShareHuddle
     | ParseError
 )
 
@@ -163,6 +183,10 @@ def parse(text: str) -> Request:
         if len(args[2]) > MAX_TITLE:
             return ParseError(f"Keep agenda items under {MAX_TITLE} characters.")
         return AddAgendaItem(args[0].lower(), args[2].strip())
+    if verb == "share":
+        if not HUDDLE_ID.match(rest.lower()):
+            return ParseError("Type `/meet share <id>`; the id is on the huddle's card.")
+        return ShareHuddle(rest.lower())
     if verb == "done":
         if not HUDDLE_ID.match(rest.lower()):
             return ParseError("Type `/meet done <item id>`; the ids are in the meeting notes.")

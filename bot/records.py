@@ -33,6 +33,12 @@ class Huddle:
         """The core's key for this huddle's card in its home channel."""
         return f"huddle/{self.id}/card"
 
+    def card_key_in(self, channel: ChannelRef) -> str:
+        """The key of this huddle's card in ``channel`` (its home or a channel it was shared to)."""
+        if channel == self.channel:
+            return self.card_key
+        return f"{self.card_key}@{channel.platform}:{channel.channel_id}"
+
 
 @dataclass(frozen=True)
 class Attendance:

@@ -220,3 +220,15 @@ feedback = Table(
     Column("score", Integer, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
 )
+
+# One huddle posted in several channels (migration 0004).
+
+huddle_shares = Table(
+    "huddle_shares",
+    metadata,
+    Column("huddle_id", String(16), ForeignKey("huddles.id"), primary_key=True),
+    Column("platform", String(32), primary_key=True),
+    Column("channel_id", String(128), primary_key=True),
+    Column("shared_by", String(128), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+)

@@ -43,6 +43,7 @@ from bot.schema import (
     chat_messages,
     feedback,
     huddle_notes,
+    huddle_shares,
     huddles,
     meetings,
     occurrences,
@@ -646,6 +647,37 @@ class Store:
                 )
             ).all()
         return [int(row.score) for row in rows]
+
+    # Shares
+
+    async def add_share(self, huddle_id: str, channel: ChannelRef, by: str, at: datetime) -> bool:
+        """Post the huddle in another channel too; False if it already was."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(huddle_shares).values(
+                        huddle_id=huddle_id,
+                        platform=channel.platform,
+                        channel_id=channel.channel_id,
+                        shared_by=by,
+                        at=at,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def shares(self, huddle_id: str) -> list[ChannelRef]:
+        """The other channels a huddle was shared into, in order."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(huddle_shares.c.platform, huddle_shares.c.channel_id)
+                    .where(huddle_shares.c.huddle_id == huddle_id)
+                    .order_by(huddle_shares.c.at)
+                )
+            ).all()
+        return [ChannelRef(row.platform, row.channel_id) for row in rows]
 
     # Time zone preferences
 

@@ -130,3 +130,27 @@ async def test_an_action_item_due_today_gets_its_follow_up_in_the_thread(
     follow_up = await thread_post(huddle, "ops", card["id"], "Follow-up")
     assert follow_up["text"].startswith("@bob: send the timeline was due")
     assert f"/meet done {item_id}" in follow_up["text"]
+
+
+async def test_one_huddle_shared_into_another_channel_updates_and_notes_everywhere(
+    huddle: RunningHuddle,
+) -> None:
+    [home] = (await huddle.say("general", "alice", "/meet Roadmap"))["posts"]
+    huddle_id = huddle_id_of(home)
+    [there] = (await huddle.say("design", "bob", f"/meet share {huddle_id}"))["posts"]
+    assert there["channel"] == "design" and "shared from #general (web)" in there["text"]
+    [again] = (await huddle.say("design", "bob", f"/meet share {huddle_id}"))["posts"]
+    assert "already posted here" in again["text"]
+    await huddle.parts.huddles.wait_idle()
+    announced = await thread_post(huddle, "general", home["id"], "")
+    assert announced["text"] == "bob shared this huddle to #design on web."
+
+    async with HuddleClient(there["buttons"][0]["url"], "Carol", width=160, height=120) as carol:
+        await carol.join()
+        await card_text(huddle, "general", home["id"], "1 in the huddle: Carol")
+        await card_text(huddle, "design", there["id"], "1 in the huddle: Carol")
+    await card_text(huddle, "general", home["id"], "Ended")
+    await card_text(huddle, "design", there["id"], "Ended")
+    for channel, card in (("general", home), ("design", there)):
+        notes = await thread_post(huddle, channel, card["id"], "Meeting notes: Roadmap")
+        assert "Attendees: Carol" in notes["text"]
