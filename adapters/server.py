@@ -95,7 +95,9 @@ async def build(settings: Settings) -> Huddle:
     huddles = HuddleService(store, media, publisher, settings)
     holder["huddles"] = huddles
     links = Links(settings.secret, settings.public_url, store)
-    meetings = MeetingService(store, publisher, huddles, links.meeting_url, links.calendar_url)
+    meetings = MeetingService(
+        store, publisher, huddles, links.meeting_url, links.calendar_url, links.feed_url
+    )
     links.huddles, links.meetings = huddles, meetings
     minutes = Minutes(store, publisher, meetings)
     huddles.on_ended.append(minutes.huddle_ended)

@@ -145,6 +145,9 @@ class Commands:
         for nxt, meeting in sorted(soon, key=lambda pair: pair[0]):
             repeat = " (repeats)" if meeting.rrule else ""
             lines.append(f"`{meeting.id}` {meeting.title} · {time_markup(nxt, zone_name)}{repeat}")
+        if soon:
+            feed = self.meetings.feed_url(command.channel)
+            buttons.append(Button("Subscribe in your calendar", feed))
         if not lines:
             return _reply(
                 "No active huddles or upcoming meetings in this channel. "

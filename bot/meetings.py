@@ -66,6 +66,7 @@ class MeetingService:
         huddles: HuddleService,
         meeting_url: Callable[[str], str],
         calendar_url: Callable[[str], str],
+        feed_url: Callable[[ChannelRef], str],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -73,6 +74,7 @@ class MeetingService:
         self.huddles = huddles
         self.meeting_url = meeting_url
         self.calendar_url = calendar_url
+        self.feed_url = feed_url
         self.clock = clock
 
     # Zones

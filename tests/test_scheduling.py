@@ -135,6 +135,13 @@ async def test_cancel_rsvp_agenda_and_list(huddle: RunningHuddle) -> None:
     meeting_id = card["text"].split("id `")[1].split("`")[0]
     [listing] = (await huddle.say("ops", "bob", "/meet list"))["posts"]
     assert f"`{meeting_id}` Standup" in listing["text"] and "(repeats)" in listing["text"]
+    feed_url = next(b["url"] for b in listing["buttons"] if b["label"].startswith("Subscribe"))
+    async with huddle.http.get(feed_url) as response:
+        assert response.status == 200
+        feed = icalendar.Calendar.from_ical(await response.read())
+    assert [str(e["summary"]) for e in feed.walk("VEVENT")] == ["Standup"]
+    async with huddle.http.get(feed_url.replace("?s=", "?s=0")) as response:
+        assert response.status == 403
     [added] = (await huddle.say("ops", "bob", f"/meet agenda {meeting_id} add incidents"))["posts"]
     assert "incidents" in added["text"]
     await wait_for_post(
