@@ -22,7 +22,7 @@ from typing import Protocol
 
 from bot.records import OutboxEntry
 from bot.store import Store
-from bot.types import Button, Delivered, HuddleSnapshot, Post
+from bot.types import Button, Delivered, HuddleSnapshot, MeetingSnapshot, Post
 
 log = logging.getLogger("huddle.delivery")
 
@@ -46,6 +46,17 @@ class Platform(Protocol):
     async def on_huddle(self, snapshot: HuddleSnapshot) -> None:
         """Mirror a huddle natively where the platform can (no-op elsewhere)."""
         ...
+
+    async def on_meeting(self, snapshot: MeetingSnapshot) -> None:
+        """Mirror a scheduled meeting natively (Discord scheduled events; no-op elsewhere)."""
+        ...
+
+
+class Undeliverable(Exception):
+    """Raised by a platform when a post can never land (user refuses DMs, channel gone).
+
+    The outbox stops retrying it and logs why; replies in its thread go to the channel instead.
+    """
 
 
 def _encode(post: Post) -> str:
@@ -144,17 +155,18 @@ class Publisher:
             self._wake.set()
             await asyncio.sleep(0.02)
 
-    async def notify(self, snapshot: HuddleSnapshot) -> None:
-        """Tell the huddle's platform its new state; failures are logged, never raised."""
+    async def notify(self, snapshot: HuddleSnapshot | MeetingSnapshot) -> None:
+        """Tell the channel's platform a huddle's or meeting's state; failures are only logged."""
         platform = self.platforms.get(snapshot.channel.platform)
         if platform is None:
             return
         try:
-            await platform.on_huddle(snapshot)
+            if isinstance(snapshot, HuddleSnapshot):
+                await platform.on_huddle(snapshot)
+            else:
+                await platform.on_meeting(snapshot)
         except Exception:
-            log.exception(
-                "huddle mirror failed huddle=%s platform=%s", snapshot.huddle_id, platform.name
-            )
+            log.exception("mirror failed %r platform=%s", snapshot, platform.name)
 
     async def _run(self) -> None:
         while True:
@@ -209,6 +221,15 @@ class Publisher:
                     parent = await self.store.post_ref(entry.thread_of)
                     thread_ref = parent.ref if parent else None
                 ref = await platform.send(post, thread_ref)
+        except Undeliverable as exc:
+            log.error(
+                "post undeliverable key=%s platform=%s reason=%s",
+                entry.key,
+                entry.channel.platform,
+                exc,
+            )
+            await self.store.give_up_post(entry, f"undeliverable: {exc}", self.clock())
+            return
         except Exception as exc:
             await self._failed(entry, repr(exc))
             return

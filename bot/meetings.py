@@ -20,7 +20,7 @@ from bot.delivery import Publisher
 from bot.huddles import HuddleService, new_huddle_id
 from bot.records import Meeting, Rsvp
 from bot.store import Store
-from bot.types import Button, ChannelRef, Delivered, Post, User, time_markup
+from bot.types import Button, ChannelRef, Delivered, MeetingSnapshot, Post, User, time_markup
 from bot.when import Schedule
 
 log = logging.getLogger("huddle.meetings")
@@ -75,6 +75,8 @@ class MeetingService:
         self.meeting_url = meeting_url
         self.calendar_url = calendar_url
         self.feed_url = feed_url
+        #: RSVPs counted by a platform itself (Discord event subscribers), by meeting, platform.
+        self.external_interest: dict[str, dict[str, int]] = {}
         self.clock = clock
 
     # Zones
@@ -186,6 +188,7 @@ class MeetingService:
             meeting.rrule,
         )
         delivered = await self.post_agenda(meeting.id, meeting.starts_at, wait=5.0)
+        await self.mirror(meeting.id)
         return meeting, delivered
 
     async def cancel(self, meeting: Meeting, occurrence: datetime | None) -> str:
@@ -194,15 +197,18 @@ class MeetingService:
         if occurrence is None or meeting.rrule is None:
             await self.store.set_meeting_state(meeting.id, "cancelled")
             await self._refresh_agenda_cards(meeting.id)
+            await self.mirror(meeting.id)
             return f"Cancelled “{meeting.title}” (`{meeting.id}`)."
         await self.store.set_occurrence(meeting.id, occurrence, "cancelled")
         await self._refresh_agenda_cards(meeting.id, only=occurrence)
+        await self.mirror(meeting.id)
         return f"Cancelled “{meeting.title}” on {time_markup(occurrence, meeting.zone)}."
 
     async def add_agenda_item(self, meeting: Meeting, item: str) -> None:
         """Append to the agenda and update the upcoming agenda card."""
         await self.store.set_agenda(meeting.id, (*meeting.agenda, item))
         await self._refresh_agenda_cards(meeting.id)
+        await self.mirror(meeting.id)
 
     async def rsvp(self, meeting: Meeting, user: User, answer: str) -> None:
         """Record an answer and update the card's counts."""
@@ -294,7 +300,37 @@ class MeetingService:
         )
         log.info("meeting started id=%s huddle=%s", meeting.id, huddle.id)
         await self._refresh_agenda_cards(meeting.id, only=occurrence)
+        await self.mirror(meeting.id)
         return huddle.id
+
+    async def mirror(self, meeting_id: str) -> None:
+        """Tell the meeting's platform its state (Discord keeps a scheduled event in step)."""
+        meeting = await self.store.meeting(meeting_id)
+        if meeting is None:
+            return
+        nxt = await self.next_occurrence(meeting, self.clock())
+        lines = [f"Join: {self.meeting_url(meeting.id)}", f"Host: {meeting.host_name}"]
+        if meeting.agenda:
+            lines.append("Agenda: " + "; ".join(meeting.agenda))
+        await self.publisher.notify(
+            MeetingSnapshot(
+                meeting_id=meeting.id,
+                title=meeting.title,
+                channel=meeting.channel,
+                description="\n".join(lines),
+                starts_at=nxt,
+                ends_at=nxt + timedelta(seconds=meeting.duration_s) if nxt else None,
+                rrule=meeting.rrule,
+                zone=meeting.zone,
+                url=self.meeting_url(meeting.id),
+                cancelled=meeting.state == "cancelled",
+            )
+        )
+
+    async def set_external_interest(self, meeting_id: str, platform: str, count: int) -> None:
+        """A platform counted who is interested (Discord event subscribers): show it on the card."""
+        self.external_interest.setdefault(meeting_id, {})[platform] = max(0, count)
+        await self._refresh_agenda_cards(meeting_id)
 
     # Cards
 
@@ -330,6 +366,8 @@ class MeetingService:
         answers = await self.store.rsvps(meeting.id)
         yes = [r.user_name for r in answers if r.answer == "yes"]
         no = [r.user_name for r in answers if r.answer == "no"]
+        for platform, count in sorted(self.external_interest.get(meeting.id, {}).items()):
+            lines.append(f"Interested on {platform}: {count}")
         if yes or no:
             lines.append(
                 f"Going: {len(yes)}"

@@ -308,6 +308,7 @@ class Store:
                     select(posts.c.id)
                     .where(
                         posts.c.ref.is_(None),
+                        posts.c.delivered_version < posts.c.version,
                         or_(
                             posts.c.key == entry.thread_of,
                             (posts.c.thread_of == entry.thread_of) & (posts.c.id < entry.id),
@@ -347,6 +348,20 @@ class Store:
                     next_attempt_at=retry_at,
                     lease_until=None,
                     last_error=error[:2000],
+                )
+            )
+
+    async def give_up_post(self, entry: OutboxEntry, reason: str, at: datetime) -> None:
+        """Stop delivering a post the platform can never take (it stays, marked, for the record)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(posts)
+                .where(posts.c.id == entry.id)
+                .values(
+                    delivered_version=entry.version,
+                    lease_until=None,
+                    last_error=reason[:2000],
+                    delivered_at=at,
                 )
             )
 

@@ -118,6 +118,26 @@ class HuddleSnapshot:
     card_ref: str | None
 
 
+@dataclass(frozen=True)
+class MeetingSnapshot:
+    """A scheduled meeting as platforms may mirror it natively (Discord's scheduled events).
+
+    Sent to the platform of the meeting's channel when it is scheduled, changed, cancelled, and
+    when an occurrence starts (``starts_at`` is then the next one, or None when none is left).
+    """
+
+    meeting_id: str
+    title: str
+    channel: ChannelRef
+    description: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    rrule: str | None
+    zone: str
+    url: str
+    cancelled: bool
+
+
 _TIME = re.compile(r"<t:(\d{1,12})\|([^>]*)>")
 
 

@@ -29,6 +29,7 @@ from bot.types import (
     ChannelRef,
     Command,
     HuddleSnapshot,
+    MeetingSnapshot,
     Post,
     User,
     plain_times,
@@ -145,6 +146,9 @@ class WebChat:
 
     async def on_huddle(self, snapshot: HuddleSnapshot) -> None:
         """The web chat shows huddles through their cards only."""
+
+    async def on_meeting(self, snapshot: MeetingSnapshot) -> None:
+        """The web chat shows meetings through their agenda cards only."""
 
     def _broadcast(self, message: ChatMessage) -> None:
         data = json.dumps(_post_json(message))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.delivery import Publisher
+from bot.delivery import Publisher, Undeliverable
 from bot.store import Store
 from bot.types import ChannelRef, HuddleSnapshot, Post
 
@@ -85,8 +85,10 @@ async def test_platform_down_then_back_delivers_once_with_the_latest_text(store:
         assert await publisher.publish(Post("card", GENERAL, "v1"), wait=0.3) is None
         await publisher.publish(Post("card", GENERAL, "v2"), wait=0)
         await publisher.publish(Post("card", GENERAL, "v3"), wait=0)
-        await asyncio.sleep(0.5)
-        assert ("send-failed", "card") in chat.log and not chat.messages
+        async with asyncio.timeout(10):
+            while ("send-failed", "card") not in chat.log:
+                await asyncio.sleep(0.05)
+        assert not chat.messages
         chat.down = False
         async with asyncio.timeout(5):
             await publisher.flush()
@@ -160,3 +162,31 @@ async def test_posts_survive_a_restart_with_the_platform_down(tmp_path: Path) ->
     finally:
         await publisher.stop()
         await store.close()
+
+
+async def test_an_undeliverable_post_is_given_up_and_its_thread_still_flows(
+    store: Store,
+) -> None:
+    chat = FlakyChat()
+    attempts = 0
+    original = chat.send
+
+    async def refuse_dms(post: Post, thread_ref: str | None) -> str:
+        nonlocal attempts
+        if post.key == "dm":
+            attempts += 1
+            raise Undeliverable("the user does not accept direct messages")
+        return await original(post, thread_ref)
+
+    chat.send = refuse_dms  # type: ignore[method-assign]
+    publisher = _publisher(store, chat)
+    try:
+        assert await publisher.publish(Post("dm", GENERAL, "psst", to_user="bob"), wait=0.5) is None
+        await publisher.publish(Post("after", GENERAL, "reply", thread_of="dm"), wait=0)
+        async with asyncio.timeout(5):
+            await publisher.flush()
+        await asyncio.sleep(0.3)  # a retry would have happened by now (backoff 0.2 s at most)
+        assert attempts == 1
+        assert [key for kind, key in chat.log if kind == "send"] == ["after"]
+    finally:
+        await publisher.stop()
