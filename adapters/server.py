@@ -101,6 +101,7 @@ async def build(settings: Settings) -> Huddle:
     links.huddles, links.meetings = huddles, meetings
     minutes = Minutes(store, publisher, meetings)
     huddles.on_ended.append(minutes.huddle_ended)
+    media.subscribe(minutes.on_media_event)
     scheduler = MeetingScheduler(settings.database_url, meetings, minutes)
     commands = Commands(huddles, meetings, minutes, replan=scheduler.sync)
     web_chat = WebChat(store, commands)

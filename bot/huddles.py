@@ -19,7 +19,13 @@ from bot.delivery import Publisher
 from bot.records import Attendance, Huddle
 from bot.store import Store
 from bot.types import ChannelRef, Delivered, HuddleSnapshot, Post, User
-from media.events import HuddleAccess, MediaEvent, MediaListener, ParticipantJoined
+from media.events import (
+    HuddleAccess,
+    MediaEvent,
+    MediaListener,
+    NotesChanged,
+    ParticipantJoined,
+)
 
 log = logging.getLogger("huddle.huddles")
 
@@ -188,7 +194,8 @@ class HuddleService:
         reason = ""
         if not huddle.is_open and huddle.ended_at:
             reason = f"This huddle ended at {huddle.ended_at:%H:%M} UTC on {huddle.ended_at:%d %b}."
-        return HuddleAccess(huddle_id, huddle.title, huddle.is_open, reason)
+        notes = await self.store.notes(huddle_id) if huddle.is_open else ""
+        return HuddleAccess(huddle_id, huddle.title, huddle.is_open, reason, notes)
 
     # Events from the media core
 
@@ -197,6 +204,8 @@ class HuddleService:
         huddle = await self.store.huddle(event.huddle_id)
         if huddle is None or not huddle.is_open:
             return
+        if isinstance(event, NotesChanged):
+            return  # the minutes keep the notes
         if isinstance(event, ParticipantJoined):
             await self.store.record_join(
                 event.huddle_id, event.participant_id, event.name, event.at

@@ -21,6 +21,7 @@ from bot.notes import due_moment, notes_text, read_notes
 from bot.records import ActionItem, Huddle
 from bot.store import Store
 from bot.types import Button, Post, User, time_markup
+from media.events import MediaEvent, NotesChanged
 
 log = logging.getLogger("huddle.minutes")
 
@@ -45,6 +46,11 @@ class Minutes:
     async def notes_changed(self, huddle_id: str, text: str, by: str) -> None:
         """Save the shared notes as they are typed."""
         await self.store.save_notes(huddle_id, text, by, self.clock())
+
+    async def on_media_event(self, event: MediaEvent) -> None:
+        """Save the shared notes when the media core says they changed."""
+        if isinstance(event, NotesChanged):
+            await self.notes_changed(event.huddle_id, event.text, event.by)
 
     async def feedback(self, huddle_id: str, participant_id: str, name: str, score: int) -> None:
         """Record a 1-5 rating and refresh the summary in the huddle's thread."""

@@ -27,7 +27,17 @@ class ParticipantLeft:
     at: datetime
 
 
-MediaEvent = ParticipantJoined | ParticipantLeft
+@dataclass(frozen=True)
+class NotesChanged:
+    """Someone edited the huddle's shared notes; ``text`` is the whole new text."""
+
+    huddle_id: str
+    text: str
+    by: str
+    at: datetime
+
+
+MediaEvent = ParticipantJoined | ParticipantLeft | NotesChanged
 MediaListener = Callable[[MediaEvent], Awaitable[None]]
 
 
@@ -40,6 +50,8 @@ class HuddleAccess:
     open: bool
     #: Shown on the refusal page when ``open`` is false ("This huddle ended at 14:05 UTC.").
     closed_reason: str = ""
+    #: The shared notes so far (they outlive the room: a reload or a rejoin finds them).
+    notes: str = ""
 
 
 #: Asked before every join page and signaling connection; ``None`` means "no such huddle".

@@ -1,8 +1,8 @@
 """Signed, expiring join tokens bound to one huddle.
 
-A token is ``base64url(payload) + "." + base64url(hmac_sha256(secret, payload))`` where the payload is
-``huddle_id|expires_unix``. No library needed for this: it is the whole of an HMAC token, and keeping
-it to the standard library means nothing to configure.
+A token is ``base64url(payload) + "." + base64url(hmac_sha256(secret, payload))`` where the
+payload is ``huddle_id|expires_unix``. No library needed: this is the whole of an HMAC token, and
+the standard library means nothing to configure.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Helpers around the media core, not the core itself: a scripted participant for tests, bench."""

@@ -1,0 +1,809 @@
+"""The selective forwarding unit's data path: RTP from each publisher to its subscribers, as is.
+
+Nothing is decoded or encoded on the server. A publisher's packets are tapped where aiortc's
+receiver would start depacketizing them, and copied to every subscriber's sender with that sender's
+SSRC, payload type, sequence numbers, timestamps and header extensions. aiortc keeps doing what it
+does well around that: SRTP, RTCP receiver and sender reports, NACK generation towards publishers,
+and answering subscribers' NACKs with RTX from the sender's history.
+
+This leans on aiortc 1.16 internals (pinned exactly in pyproject.toml; each one has a test in
+``tests/media/test_aiortc_internals.py``):
+
+- ingress: a tapped receiver's ``receive()`` is replaced by one that registers it with the
+  transport and starts its RTCP loop but starts no decoder thread, and its ``_handle_rtp_packet``
+  by :meth:`TrackForwarder._on_rtp`, which keeps aiortc's RTCP statistics, REMB estimate, RTX
+  unwrapping and NACK generation, then forwards;
+- egress: a forwarding sender holds a track that never yields (aiortc's send loop sleeps on it: no
+  encoder, no 20 ms polling of a sender without a track); packets are built from a per-sender
+  header template, sent with the DTLS transport's ``_send_rtp``, written to the sender's RTP
+  history and counted in its sender-report counters;
+- keyframes: a subscriber's PLI/FIR reaches the sender's ``_send_keyframe``, which is redirected to
+  the publisher as a rate-limited PLI (:mod:`media.keyframes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.codecs import is_rtx
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpsender import random_sequence_number
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+from aiortc.utils import random32
+from av.frame import Frame
+
+from media.keyframes import KeyframeRequests, KeyframeStartTest, keyframe_start_test
+
+__all__ = [
+    "ForwardingStats",
+    "MediaKind",
+    "TrackForwarder",
+    "add_forwarding_transceiver",
+    "tap_publisher",
+]
+
+logger = logging.getLogger(__name__)
+
+MediaKind = Literal["audio", "video"]
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+_NTP_UNIX_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+_ONE_BYTE_PROFILE = 0xBEDE  # RFC 8285 one-byte header extensions
+_RTP_V2_WITH_EXTENSION = 0x90
+
+#: The attribute under which a forwarding sender keeps its egress state.
+_EGRESS_ATTR = "_huddle_egress"
+#: The attribute under which a tapped receiver keeps its forwarder.
+_TAP_ATTR = "_huddle_forwarder"
+
+
+@dataclass(slots=True)
+class ForwardingStats:
+    """Counters for one media server, shared by all its forwarders; plain ints, cheap to bump.
+
+    Each copy of a packet sent to a subscriber counts once in ``packets_forwarded``.
+    """
+
+    #: RTP packets tapped from publishers (retransmissions unwrapped), and their payload bytes.
+    packets_received: int = 0
+    bytes_received: int = 0
+    #: RTP packets sent to subscribers, and their RTP bytes (header and payload, before SRTP).
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    #: Copies not sent: unknown payload type, codec not negotiated by the subscriber, sender
+    #: disabled, stopped or not connected.
+    packets_dropped: int = 0
+    #: PLI/FIR received from subscribers, and PLIs sent to publishers.
+    keyframe_requests_received: int = 0
+    keyframe_requests_sent: int = 0
+    #: Keyframes seen starting in publishers' video.
+    keyframes_received: int = 0
+    #: Sequence numbers subscribers asked for (NACK), and how many were resent from the history.
+    nacks_received: int = 0
+    retransmits: int = 0
+
+
+class _SentPacket:
+    """One slot of a forwarding sender's RTP history, rewritten in place for every packet.
+
+    aiortc's ``RTCRtpSender._retransmit`` reads these attributes (through ``wrap_rtx`` or
+    ``serialize``), so reusing 128 of them per sender saves an RtpPacket per packet sent.
+    """
+
+    __slots__ = (
+        "csrc",
+        "extensions",
+        "marker",
+        "padding_size",
+        "payload",
+        "payload_type",
+        "sequence_number",
+        "ssrc",
+        "timestamp",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.version = 2
+        self.marker = 0
+        self.payload_type = 0
+        self.sequence_number = -1  # matches no sequence number until written
+        self.timestamp = 0
+        self.ssrc = 0
+        self.csrc: list[int] = []
+        self.extensions = HeaderExtensions()
+        self.payload = b""
+        self.padding_size = 0
+
+    def serialize(self, extensions_map: HeaderExtensionsMap) -> bytes:
+        """Serialize as aiortc would (used to retransmit when RTX was not negotiated)."""
+        return RtpPacket.serialize(cast(RtpPacket, self), extensions_map)
+
+
+class _ForwardingTrack(MediaStreamTrack):
+    """The track of a forwarding sender: it never yields a frame.
+
+    aiortc's sender loop then waits on it forever: it creates no encoder and does not poll every
+    20 ms as it does for a sender without a track.
+    """
+
+    def __init__(self, kind: MediaKind) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> Frame:
+        """Wait until the sender stops (the wait is cancelled then)."""
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable: nothing completes this future")
+
+
+class _SenderEgress:
+    """What a forwarding sender needs to send someone else's RTP as its own.
+
+    It outlives any one publisher: when the sender is reused, sequence numbers and timestamps
+    continue from here.
+    """
+
+    __slots__ = (
+        "_aiortc_retransmit",
+        "_aiortc_send",
+        "_aiortc_stop",
+        "binding",
+        "codecs",
+        "ext_words",
+        "header",
+        "kind",
+        "mid_block",
+        "ready",
+        "ring",
+        "rtx_payload_types",
+        "send_rtp",
+        "sender",
+        "seq",
+        "ssrc",
+        "stats",
+        "word_hi",
+    )
+
+    def __init__(self, sender: RTCRtpSender, kind: MediaKind) -> None:
+        self.sender: Any = cast(Any, sender)
+        self.kind = kind
+        self.ssrc: int = sender._ssrc
+        self.ready = False
+        self.binding: _Binding | None = None
+        self.stats = ForwardingStats()  # replaced by the forwarder's on binding
+        self.codecs: list[RTCRtpCodecParameters] = []
+        self.rtx_payload_types: dict[int, int] = {}
+        #: Highest sequence number sent; None until the first packet.
+        self.seq: int | None = None
+        self.send_rtp: Any = None
+        self.header = struct.Struct("!BBHIIHHI")
+        self.mid_block = b""
+        self.ext_words = 1
+        self.word_hi = 0
+        # aiortc's _retransmit looks packets up in this dict by sequence number modulo its size.
+        self.ring = [_SentPacket() for _ in range(RTP_HISTORY_SIZE)]
+        history: dict[int, Any] = self.sender._RTCRtpSender__rtp_history
+        history.clear()
+        history.update(enumerate(self.ring))
+
+        self._aiortc_send = sender.send
+        self._aiortc_stop = sender.stop
+        self._aiortc_retransmit = self.sender._retransmit
+        self.sender.send = self._send
+        self.sender.stop = self._stop
+        self.sender._retransmit = self._retransmit
+        self.sender._send_keyframe = self._keyframe_requested
+        setattr(sender, _EGRESS_ATTR, self)
+
+    async def _send(self, parameters: RTCRtpSendParameters) -> None:
+        # aiortc calls send() after every negotiation; its own send() only acts the first time,
+        # but the negotiated payload types, extension ids and transport are re-read each time.
+        await self._aiortc_send(parameters)
+        self._configure(parameters)
+        binding = self.binding
+        if binding is not None:
+            binding.forwarder._egress_ready(binding)
+
+    async def _stop(self) -> None:
+        self.ready = False
+        await self._aiortc_stop()
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        stats = self.stats
+        stats.nacks_received += 1
+        if self.ring[sequence_number % RTP_HISTORY_SIZE].sequence_number == sequence_number:
+            stats.retransmits += 1
+        await self._aiortc_retransmit(sequence_number)
+
+    def _keyframe_requested(self) -> None:
+        self.stats.keyframe_requests_received += 1
+        binding = self.binding
+        if binding is not None:
+            binding.forwarder._subscriber_requested_keyframe(binding)
+
+    def _configure(self, parameters: RTCRtpSendParameters) -> None:
+        self.codecs = [codec for codec in parameters.codecs if not is_rtx(codec)]
+        self.rtx_payload_types = {}
+        for codec in parameters.codecs:
+            apt = codec.parameters.get("apt")
+            if is_rtx(codec) and isinstance(apt, int) and codec.payloadType is not None:
+                self.rtx_payload_types[apt] = codec.payloadType
+
+        # Layout after the 12-byte header: one-byte extension header, one word holding
+        # abs-send-time (video) or the audio level (audio) or padding, then the mid padded to a
+        # word. Fixed per sender, so a packet is one struct pack plus the payload.
+        ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
+        if self.kind == "video":
+            word_id, word_length = ids.get(ABS_SEND_TIME_URI), 3
+        else:
+            word_id, word_length = ids.get(AUDIO_LEVEL_URI), 1
+        self.word_hi = 0
+        if word_id is not None and 1 <= word_id <= 14:
+            self.word_hi = ((word_id << 4) | (word_length - 1)) << 24
+        mid_block = b""
+        mid_id = ids.get(MID_URI)
+        mid = parameters.muxId.encode()
+        if mid_id is not None and 1 <= mid_id <= 14 and 1 <= len(mid) <= 16:
+            mid_block = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
+            mid_block += bytes(-len(mid_block) % 4)
+        self.mid_block = mid_block
+        self.ext_words = 1 + len(mid_block) // 4
+        self.header = struct.Struct(f"!BBHIIHHI{len(mid_block)}s")
+
+        extensions = HeaderExtensions(mid=parameters.muxId or None)
+        for slot in self.ring:
+            slot.ssrc = self.ssrc
+            slot.extensions = extensions
+        self.send_rtp = self.sender.transport._send_rtp
+        self.ready = True
+
+
+class _Binding:
+    """One subscriber's sender attached to one publisher's track."""
+
+    __slots__ = ("egress", "forwarder", "payload_types", "seq_offset", "start_seq", "ts_offset")
+
+    def __init__(self, forwarder: TrackForwarder, egress: _SenderEgress) -> None:
+        self.forwarder = forwarder
+        self.egress = egress
+        #: Publisher payload type -> this subscriber's payload type for the same codec.
+        self.payload_types: dict[int, int] = {}
+        self.seq_offset = 0
+        self.ts_offset = 0
+        #: The publisher's sequence number of the first packet sent; older ones are not sent.
+        self.start_seq = 0
+
+
+def _egress_of(sender: RTCRtpSender) -> _SenderEgress:
+    egress = getattr(sender, _EGRESS_ATTR, None)
+    if not isinstance(egress, _SenderEgress):
+        raise ValueError("not a forwarding sender: create it with add_forwarding_transceiver()")
+    return egress
+
+
+def _ntp_now() -> int:
+    return int((time.time() + _NTP_UNIX_OFFSET) * 4294967296.0)
+
+
+async def _discard_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+    """Drops RTP of a closed forwarder, which must never reach aiortc's decoding path again."""
+
+
+class TrackForwarder:
+    """Forwards one publisher track (audio or video) to any number of subscribers' senders.
+
+    Created by :func:`tap_publisher`. Subscribers are attached and detached by their sender; video
+    subscribers start at a keyframe, audio ones at the next packet.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: MediaKind, stats: ForwardingStats) -> None:
+        self.kind: MediaKind = kind
+        self.stats = stats
+        self._receiver: Any = cast(Any, receiver)
+        self._video = kind == "video"
+        self._closed = False
+        self._bindings: dict[RTCRtpSender, _Binding] = {}
+        # A tuple, replaced on change: the fan-out loop iterates it while others may attach.
+        self._active: tuple[_Binding, ...] = ()
+        self._waiting: list[_Binding] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+        self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        self._rtx_apt: dict[int, int] = {}
+        self._rtx_ssrc: dict[int, int] = {}
+        self._keyframe_tests: dict[int, KeyframeStartTest | None] = {}
+        self._media_ssrc: int | None = None
+        self._max_seq: int | None = None
+        self._audio_level: tuple[bool, int] | None = None
+        self._error_logged = False
+        # RTCP receiver reports to the publisher are built by aiortc from these statistics.
+        self._streams: dict[int, StreamStatistics] = self._receiver._RTCRtpReceiver__remote_streams
+        self._nacks = NackGenerator() if self._video else None
+        self._bitrate = RemoteBitrateEstimator() if self._video else None
+        self._keyframes = (
+            KeyframeRequests(self._send_pli, self._has_waiters) if self._video else None
+        )
+
+        if self._receiver._RTCRtpReceiver__started:
+            self._adopt_running_receiver()
+        self._receiver.receive = self._receive
+        self._receiver._handle_rtp_packet = self._on_rtp
+        setattr(receiver, _TAP_ATTR, self)
+
+    @property
+    def receiver(self) -> RTCRtpReceiver:
+        """The publisher's receiver this forwarder taps."""
+        return cast(RTCRtpReceiver, self._receiver)
+
+    @property
+    def subscribers(self) -> list[RTCRtpSender]:
+        """The senders currently attached (forwarding, or waiting for a keyframe)."""
+        return list(self._bindings)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def audio_level(self) -> tuple[bool, int] | None:
+        """The publisher's last ``ssrc-audio-level``: (voice activity, level in -dBov, 0 = loudest).
+
+        ``None`` for video, or until an audio packet carrying the extension arrived.
+        """
+        return self._audio_level
+
+    def add_subscriber(self, sender: RTCRtpSender) -> None:
+        """Start forwarding to ``sender`` (from :func:`add_forwarding_transceiver`).
+
+        May be called before the sender's connection is negotiated: forwarding starts once it is.
+        Video waits for a keyframe, which is requested at once. A sender attached to another
+        forwarder is moved here; its sequence numbers and timestamps continue. Does nothing on a
+        closed forwarder.
+        """
+        egress = _egress_of(sender)
+        if egress.kind != self.kind:
+            raise ValueError(f"cannot forward {self.kind} to a {egress.kind} sender")
+        if self._closed:
+            return
+        current = egress.binding
+        if current is not None:
+            if current.forwarder is self:
+                return
+            current.forwarder.remove_subscriber(sender)
+        binding = _Binding(self, egress)
+        egress.binding = binding
+        egress.stats = self.stats
+        self._bindings[sender] = binding
+        self._waiting.append(binding)
+        if egress.ready and self._keyframes is not None:
+            self._keyframes.waiter_added()
+
+    def remove_subscriber(self, sender: RTCRtpSender) -> None:
+        """Stop forwarding to ``sender``; it may then be attached to another forwarder."""
+        binding = self._bindings.pop(sender, None)
+        if binding is None:
+            return
+        if binding in self._waiting:
+            self._waiting.remove(binding)
+        else:
+            self._active = tuple(b for b in self._active if b is not binding)
+        if binding.egress.binding is binding:
+            binding.egress.binding = None
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, subject to the same rate limit as subscribers' PLIs."""
+        if self._keyframes is not None and not self._closed:
+            self._keyframes.subscriber_request()
+
+    def close(self) -> None:
+        """The publisher left: detach every subscriber and drop the publisher's packets."""
+        if self._closed:
+            return
+        for sender in list(self._bindings):
+            self.remove_subscriber(sender)
+        self._closed = True
+        if self._keyframes is not None:
+            self._keyframes.close()
+        self._receiver._handle_rtp_packet = _discard_rtp
+
+    # -- ingress ----------------------------------------------------------------------------
+
+    async def _receive(self, parameters: RTCRtpReceiveParameters) -> None:
+        """aiortc's ``RTCRtpReceiver.receive`` without the decoder thread.
+
+        aiortc calls it after every description change, with the payload types of the latest
+        one: a server re-offer resets them to aiortc's defaults, and the client goes on using its
+        old ones until it has applied the answer. So old payload types stay known (the new ones
+        win where they clash) and the router is told about all of them.
+        """
+        receiver = self._receiver
+        started: bool = receiver._RTCRtpReceiver__started
+        if started:
+            codecs = dict(self._codecs)
+            codecs.update(
+                (c.payloadType, c) for c in parameters.codecs if c.payloadType is not None
+            )
+            parameters = RTCRtpReceiveParameters(
+                codecs=list(codecs.values()),
+                headerExtensions=parameters.headerExtensions,
+                muxId=parameters.muxId,
+                rtcp=parameters.rtcp,
+                encodings=parameters.encodings,
+            )
+        self._learn_codecs(parameters.codecs)
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        if parameters.encodings:
+            self._media_ssrc = parameters.encodings[0].ssrc
+        transport = receiver.transport
+        if started:
+            transport._unregister_rtp_receiver(receiver)
+            transport._register_rtp_receiver(receiver, parameters)
+            return
+        transport._register_rtp_receiver(receiver, parameters)
+        receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
+        receiver._RTCRtpReceiver__started = True
+
+    def _adopt_running_receiver(self) -> None:
+        """Tapped after aiortc's own receive() ran: take its codecs and stop its decoder."""
+        receiver = self._receiver
+        logger.warning("tap_publisher: receiver already started; stopping its decoder thread")
+        codecs: dict[int, RTCRtpCodecParameters] = receiver._RTCRtpReceiver__codecs
+        self._learn_codecs(list(codecs.values()))
+        self._rtx_ssrc = dict(receiver._RTCRtpReceiver__rtx_ssrc)
+        receiver._RTCRtpReceiver__stop_decoder()
+
+    def _learn_codecs(self, codecs: list[RTCRtpCodecParameters]) -> None:
+        self._codecs = {c.payloadType: c for c in codecs if c.payloadType is not None}
+        self._rtx_apt = {}
+        self._keyframe_tests = {}
+        for pt, codec in self._codecs.items():
+            apt = codec.parameters.get("apt")
+            if is_rtx(codec):
+                if isinstance(apt, int):
+                    self._rtx_apt[pt] = apt
+            elif self._video:
+                self._keyframe_tests[pt] = keyframe_start_test(codec.mimeType)
+            else:
+                self._keyframe_tests[pt] = None
+        for binding in self._bindings.values():
+            binding.payload_types = self._map_payload_types(binding.egress)
+
+    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Replaces ``RTCRtpReceiver._handle_rtp_packet``: bookkeeping, then fan-out."""
+        try:
+            receiver = self._receiver
+            if not receiver._enabled:
+                return
+            stats = self.stats
+            codec = self._codecs.get(packet.payload_type)
+            if codec is None:
+                stats.packets_dropped += 1
+                return
+            ssrc = packet.ssrc
+            stream = self._streams.get(ssrc)
+            if stream is None:
+                stream = self._streams[ssrc] = StreamStatistics(codec.clockRate)
+            stream.add(packet)
+
+            if self._bitrate is not None and packet.extensions.abs_send_time is not None:
+                remb = self._bitrate.add(
+                    abs_send_time=packet.extensions.abs_send_time,
+                    arrival_time_ms=arrival_time_ms,
+                    payload_size=len(packet.payload) + packet.padding_size,
+                    ssrc=ssrc,
+                )
+                if remb is not None:
+                    await self._send_remb(*remb)
+
+            apt = self._rtx_apt.get(packet.payload_type)
+            if apt is not None:
+                original_ssrc = self._rtx_ssrc.get(ssrc)
+                # Padding-only RTX packets (bandwidth probes) carry nothing to forward.
+                if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
+                    return
+                packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+                ssrc = original_ssrc
+            elif ssrc in self._rtx_ssrc:
+                return  # a retransmission whose payload type a renegotiation gave to media
+
+            if ssrc != self._media_ssrc:
+                self._source_changed(ssrc)
+            if self._nacks is not None and self._nacks.add(packet):
+                await receiver._send_rtcp_nack(ssrc, sorted(self._nacks.missing))
+
+            await self._forward(packet)
+        except Exception:
+            # An exception here would end the publisher's whole transport loop.
+            if not self._error_logged:
+                self._error_logged = True
+                logger.exception("forwarding a %s packet failed (logged once)", self.kind)
+
+    async def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc
+        if rtcp_ssrc is not None:
+            await self._receiver._send_rtcp(
+                RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=rtcp_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(bitrate, ssrcs),
+                )
+            )
+
+    # -- fan-out ----------------------------------------------------------------------------
+
+    async def _forward(self, packet: RtpPacket) -> None:
+        stats = self.stats
+        payload = packet.payload
+        pt = packet.payload_type
+        seq = packet.sequence_number
+        ts = packet.timestamp
+        stats.packets_received += 1
+        stats.bytes_received += len(payload)
+
+        max_seq = self._max_seq
+        in_order = max_seq is None or 0 < ((seq - max_seq) & 0xFFFF) < 0x8000
+        if in_order:
+            self._max_seq = seq
+
+        video = self._video
+        if video:
+            ext_value = -1
+            keyframe_test = self._keyframe_tests.get(pt)
+            starts = keyframe_test is None or (in_order and keyframe_test(payload))
+            if starts and keyframe_test is not None:
+                stats.keyframes_received += 1
+                if self._keyframes is not None:
+                    self._keyframes.keyframe_started()
+        else:
+            level = packet.extensions.audio_level
+            if level is not None:
+                self._audio_level = level
+                ext_value = ((0x80 if level[0] else 0) | (level[1] & 0x7F)) << 16
+            else:
+                ext_value = -1
+            starts = True
+
+        ntp = 0
+        if self._waiting and in_order and starts:
+            ntp = _ntp_now()
+            self._start_waiting(seq, ts, pt, ntp)
+
+        active = self._active
+        if not active:
+            return
+        if not ntp:
+            ntp = _ntp_now()
+        if video:
+            ext_value = (ntp >> 14) & 0xFFFFFF  # abs-send-time, 6.18 fixed point seconds
+        marker = packet.marker
+        marker_bit = 0x80 if marker else 0
+        payload_size = len(payload)
+        sent = 0
+        sent_bytes = 0
+        dropped = 0
+        for binding in active:
+            egress = binding.egress
+            sender = egress.sender
+            if not egress.ready or not sender._enabled:
+                dropped += 1
+                continue
+            if not in_order and ((seq - binding.start_seq) & 0xFFFF) >= 0x8000:
+                continue  # from before this subscriber's start
+            out_pt = binding.payload_types.get(pt)
+            if out_pt is None:
+                dropped += 1
+                continue
+            out_seq = (seq + binding.seq_offset) & 0xFFFF
+            out_ts = (ts + binding.ts_offset) & 0xFFFFFFFF
+            word_hi = egress.word_hi
+            data = (
+                egress.header.pack(
+                    _RTP_V2_WITH_EXTENSION,
+                    marker_bit | out_pt,
+                    out_seq,
+                    out_ts,
+                    egress.ssrc,
+                    _ONE_BYTE_PROFILE,
+                    egress.ext_words,
+                    word_hi | ext_value if word_hi and ext_value >= 0 else 0,
+                    egress.mid_block,
+                )
+                + payload
+            )
+            if video:
+                slot = egress.ring[out_seq % RTP_HISTORY_SIZE]
+                slot.sequence_number = out_seq
+                slot.timestamp = out_ts
+                slot.marker = marker
+                slot.payload = payload
+                slot.payload_type = out_pt
+            try:
+                await egress.send_rtp(data)
+            except ConnectionError:
+                dropped += 1
+                continue
+            # What aiortc's sender reports put in RTCP SR and getStats().
+            sender._RTCRtpSender__packet_count += 1
+            sender._RTCRtpSender__octet_count += payload_size
+            if in_order:
+                egress.seq = out_seq
+                sender._RTCRtpSender__rtp_timestamp = out_ts
+                sender._RTCRtpSender__ntp_timestamp = ntp
+            sent += 1
+            sent_bytes += len(data)
+        stats.packets_forwarded += sent
+        stats.bytes_forwarded += sent_bytes
+        stats.packets_dropped += dropped
+
+    def _source_changed(self, ssrc: int) -> None:
+        """The publisher's stream has a new SSRC: its numbering starts over, so do subscribers.
+
+        They wait again (video for a keyframe) and restart with their senders' numbering intact.
+        """
+        first = self._media_ssrc is None and self._max_seq is None
+        self._media_ssrc = ssrc
+        self._max_seq = None
+        if self._nacks is not None:
+            self._nacks = NackGenerator()
+        if first or not self._active:
+            return
+        self._waiting.extend(self._active)
+        self._active = ()
+        if self._keyframes is not None:
+            self._keyframes.waiter_added()
+
+    def _start_waiting(self, seq: int, ts: int, pt: int, ntp: int) -> None:
+        """Start every waiting subscriber whose sender is connected at this packet."""
+        codec = self._codecs.get(pt)
+        clock_rate = codec.clockRate if codec is not None else 90000
+        started = [b for b in self._waiting if b.egress.ready]
+        if not started:
+            return
+        for binding in started:
+            self._waiting.remove(binding)
+            self._start(binding, seq, ts, pt, ntp, clock_rate)
+        self._active = self._active + tuple(started)
+
+    def _start(
+        self, binding: _Binding, seq: int, ts: int, pt: int, ntp: int, clock_rate: int
+    ) -> None:
+        egress = binding.egress
+        sender = egress.sender
+        binding.payload_types = self._map_payload_types(egress)
+        if egress.seq is None:
+            first_seq = random_sequence_number()
+            first_ts = random32()
+        else:
+            # Continue where the sender's previous stream stopped, the gap in time included,
+            # so that the subscriber sees one stream whose source changed.
+            first_seq = (egress.seq + 1) & 0xFFFF
+            elapsed = max(0, ntp - sender._RTCRtpSender__ntp_timestamp) / 4294967296.0
+            first_ts = (
+                sender._RTCRtpSender__rtp_timestamp + max(1, round(elapsed * clock_rate))
+            ) & 0xFFFFFFFF
+        binding.seq_offset = (first_seq - seq) & 0xFFFF
+        binding.ts_offset = (first_ts - ts) & 0xFFFFFFFF
+        binding.start_seq = seq
+        out_pt = binding.payload_types.get(pt)
+        if out_pt is not None:
+            # aiortc's _retransmit wraps history packets in RTX with this payload type, which
+            # must be the one paired with the codec forwarded (None: resend without RTX).
+            sender._RTCRtpSender__rtx_payload_type = egress.rtx_payload_types.get(out_pt)
+
+    def _map_payload_types(self, egress: _SenderEgress) -> dict[int, int]:
+        mapping: dict[int, int] = {}
+        for pt, codec in self._codecs.items():
+            if pt in self._rtx_apt:
+                continue
+            for theirs in egress.codecs:
+                if theirs.payloadType is not None and is_codec_compatible(codec, theirs):
+                    mapping[pt] = theirs.payloadType
+                    break
+        return mapping
+
+    # -- keyframes ----------------------------------------------------------------------------
+
+    def _egress_ready(self, binding: _Binding) -> None:
+        if self._bindings.get(binding.egress.sender) is not binding:
+            return
+        if binding in self._waiting:
+            if self._keyframes is not None:
+                self._keyframes.waiter_added()
+        else:
+            binding.payload_types = self._map_payload_types(binding.egress)
+
+    def _subscriber_requested_keyframe(self, binding: _Binding) -> None:
+        # A waiting subscriber is already being served by the retrying request.
+        if self._keyframes is not None and binding not in self._waiting and not self._closed:
+            self._keyframes.subscriber_request()
+
+    def _has_waiters(self) -> bool:
+        return any(b.egress.ready for b in self._waiting)
+
+    def _send_pli(self) -> bool:
+        ssrc = self._media_ssrc
+        if ssrc is None or self._closed:
+            return False
+        self._spawn(self._receiver._send_rtcp_pli(ssrc))
+        self.stats.keyframe_requests_sent += 1
+        return True
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def tap_publisher(
+    receiver: RTCRtpReceiver, kind: MediaKind, stats: ForwardingStats
+) -> TrackForwarder:
+    """Take over a publisher's receiver: its RTP is forwarded from now on, never decoded.
+
+    Call it right after ``await pc.setRemoteDescription(offer)`` (or from the ``track`` event),
+    before the connection is established: aiortc starts the receiver, and would start its decoder
+    thread, only once DTLS is up. Tapping a receiver that already started works too, but stops a
+    decoder thread that ran until then. RTCP towards the publisher (receiver reports, REMB, NACK)
+    carries on as in aiortc, also across renegotiations of the publisher's connection.
+
+    The receiver's track never yields frames and does not end when the publisher leaves: watch
+    the connection state instead.
+    """
+    if kind not in ("audio", "video"):
+        raise ValueError(f"unknown media kind {kind!r}")
+    track = receiver.track
+    if track is not None and track.kind != kind:
+        raise ValueError(f"receiver carries {track.kind}, not {kind}")
+    if getattr(receiver, _TAP_ATTR, None) is not None:
+        raise ValueError("receiver is already tapped")
+    return TrackForwarder(receiver, kind, stats)
+
+
+def add_forwarding_transceiver(pc: RTCPeerConnection, kind: MediaKind) -> RTCRtpTransceiver:
+    """Add a sendonly transceiver whose sender forwards a publisher's RTP (no encoder).
+
+    Call it before ``createOffer()``. Attach the sender to a publisher with
+    :meth:`TrackForwarder.add_subscriber`; it can be moved to another publisher later. Do not
+    call ``replaceTrack`` on it.
+    """
+    if kind not in ("audio", "video"):
+        raise ValueError(f"unknown media kind {kind!r}")
+    transceiver = pc.addTransceiver(_ForwardingTrack(kind), direction="sendonly")
+    _SenderEgress(transceiver.sender, kind)
+    return transceiver

@@ -1,0 +1,477 @@
+"""Rooms and participants: who is in a huddle, and which transceiver carries whose tracks to whom.
+
+Each participant has one server-side :class:`RTCPeerConnection`. Its first offer (the client's)
+publishes at most one audio and one video track, which are tapped by :mod:`media.forwarding` (no
+decoding). For every other participant's published track the server adds a sendonly *slot*
+(transceiver) to this participant's connection and renegotiates; a slot freed when someone leaves is
+reused for the next publisher of the same kind without renegotiation.
+
+Negotiation is serialized per participant: at most one server offer is outstanding, and whatever
+changes while waiting for the answer is applied when the answer arrives (:meth:`Room.sync` brings a
+participant's slots in line with who is publishing, whenever it is called). Nothing here runs per
+packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription
+
+from media.events import MediaEvent, NotesChanged, ParticipantJoined, ParticipantLeft
+from media.forwarding import (
+    ForwardingStats,
+    TrackForwarder,
+    add_forwarding_transceiver,
+    tap_publisher,
+)
+from media.messages import ErrorCode, MediaKind, ParticipantInfo, ServerMessage, StreamInfo
+
+log = logging.getLogger(__name__)
+
+MEDIA_KINDS: tuple[MediaKind, ...] = ("audio", "video")
+
+#: SDP directions (the client's view) in which the client publishes.
+SENDING = ("sendonly", "sendrecv")
+
+
+class ProtocolError(Exception):
+    """A client message refused with an ``error`` reply; ``str(error)`` is the clear sentence."""
+
+    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
+
+
+class Connection(Protocol):
+    """The participant's signaling channel, as rooms see it: fire-and-forget, never blocking."""
+
+    def send(self, message: ServerMessage) -> None:
+        """Queue ``message`` for the client; a slow client never holds up the caller."""
+
+    def close(self) -> None:
+        """Close the channel once the queued messages are sent."""
+
+
+@dataclass(eq=False)
+class Slot:
+    """A sendonly transceiver on a subscriber's connection: one publisher's track, or idle."""
+
+    transceiver: RTCRtpTransceiver
+    kind: MediaKind
+    source: str | None = None
+    forwarder: TrackForwarder | None = None
+
+    def release(self) -> None:
+        """Stop forwarding into this slot; it stays negotiated, ready for the next publisher."""
+        if self.forwarder is not None:
+            self.forwarder.remove_subscriber(self.transceiver.sender)
+        self.source = None
+        self.forwarder = None
+
+
+class Participant:
+    """Someone in a room: their name and media state, their connection, what they publish."""
+
+    def __init__(self, participant_id: str, name: str, connection: Connection) -> None:
+        self.id = participant_id
+        self.name = name
+        self.audio = True
+        self.video = True
+        self.connection = connection
+        self.pc: RTCPeerConnection | None = None
+        #: Their own tracks, tapped for forwarding, by kind.
+        self.published: dict[MediaKind, TrackForwarder] = {}
+        #: Transceivers the server added to carry others' tracks to them.
+        self.slots: list[Slot] = []
+        #: True once their publishing offer is answered: from then on the server makes the offers.
+        self.ready = False
+        self.offer_outstanding = False
+        self.sent_streams: list[StreamInfo] = []
+        #: RTP header extension IDs from their first offer; every server offer reuses them.
+        self.extension_ids: dict[str, int] = {}
+        self.left = False
+        self.negotiation = asyncio.Lock()
+
+    def info(self) -> ParticipantInfo:
+        """The participant object of the protocol."""
+        return {"id": self.id, "name": self.name, "audio": self.audio, "video": self.video}
+
+    def streams(self) -> list[StreamInfo]:
+        """The ``streams`` map: every negotiated slot that carries something now."""
+        return [
+            {"mid": slot.transceiver.mid, "participant": slot.source, "kind": slot.kind}
+            for slot in self.slots
+            if slot.source is not None and slot.transceiver.mid is not None
+        ]
+
+
+def parse_sdp(sdp: str, kind: str) -> SessionDescription:
+    """Parse ``sdp`` far enough to refuse garbage with ``bad_sdp`` before aiortc touches it."""
+    if not sdp.startswith("v=0"):
+        raise ProtocolError("bad_sdp", f"The {kind} is not SDP (it must start with 'v=0').")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the bad line provokes
+        raise ProtocolError("bad_sdp", f"The {kind} SDP could not be parsed: {exc}.") from exc
+    if not any(media.kind in ("audio", "video") for media in description.media):
+        raise ProtocolError("bad_sdp", f"The {kind} SDP has no audio or video section.")
+    return description
+
+
+_EXTMAP = re.compile(r"^a=extmap:(\d+)(/\w+)? (\S+)(.*)$")
+
+
+def extension_ids(description: SessionDescription) -> dict[str, int]:
+    """The RTP header extension IDs a client chose in its offer, by URI."""
+    ids: dict[str, int] = {}
+    for media in description.media:
+        for extension in media.rtp.headerExtensions:
+            ids.setdefault(extension.uri, extension.id)
+    return ids
+
+
+def keep_extension_ids(pc: RTCPeerConnection, ids: dict[str, int]) -> None:
+    """Undo aiortc's reset of every transceiver's header extension IDs in ``createOffer``.
+
+    aiortc reads these (private) lists when a sender or receiver starts, which for a new
+    connection happens after DTLS connects, possibly before the client answers this offer.
+    """
+    for transceiver in pc.getTransceivers():
+        transceiver._headerExtensions = [
+            RTCRtpHeaderExtensionParameters(id=ids[extension.uri], uri=extension.uri)
+            for extension in transceiver._headerExtensions
+            if extension.uri in ids
+        ]
+
+
+def use_extension_ids(sdp: str, ids: dict[str, int]) -> str:
+    """Rewrite a server offer's ``a=extmap`` lines to the IDs the client chose; drop the others.
+
+    aiortc builds every offer with its own default IDs (mid=1, audio level=2, abs-send-time=3),
+    which clash with a browser's (Chromium: audio level=1, abs-send-time=2, mid=4). The bundled
+    transport parses all incoming RTP with one ID map, so mixed IDs make it misread the
+    publisher's packets (and die on the first unparsable one). Keeping the client's IDs for every
+    m-line keeps the map one and the same; extensions the client did not offer are left out.
+    """
+    lines = []
+    for line in sdp.split("\r\n"):
+        match = _EXTMAP.match(line)
+        if match is not None:
+            direction, uri, rest = match.group(2) or "", match.group(3), match.group(4)
+            if uri not in ids:
+                continue
+            line = f"a=extmap:{ids[uri]}{direction} {uri}{rest}"
+        lines.append(line)
+    return "\r\n".join(lines)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Room:
+    """The live side of one huddle: its participants and their forwarding."""
+
+    def __init__(
+        self,
+        huddle_id: str,
+        title: str,
+        *,
+        stats: ForwardingStats,
+        ice_servers: list[str],
+        emit: Callable[[MediaEvent], None],
+        on_empty: Callable[[Room], None],
+        ids: Iterator[int],
+        notes: str = "",
+    ) -> None:
+        self.id = huddle_id
+        self.title = title
+        self.notes = notes
+        self.participants: dict[str, Participant] = {}
+        self._stats = stats
+        self._ice_servers = ice_servers
+        self._emit = emit
+        self._on_empty = on_empty
+        #: Shared by every room of the server: an id is never reused, even if the room empties.
+        self._ids = ids
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ending = False
+
+    # -- membership ---------------------------------------------------------------------------
+
+    def add(self, name: str, connection: Connection) -> Participant:
+        """Let ``name`` in: welcome them, tell the others, emit :class:`ParticipantJoined`."""
+        participant = Participant(f"p-{next(self._ids)}", name, connection)
+        others = list(self.participants.values())
+        self.participants[participant.id] = participant
+        connection.send(
+            {
+                "type": "welcome",
+                "you": participant.info(),
+                "participants": [other.info() for other in others],
+                "huddle": {"id": self.id, "title": self.title},
+                "notes": self.notes,
+            }
+        )
+        self._broadcast(
+            {"type": "participant-joined", "participant": participant.info()}, participant
+        )
+        log.info(
+            "participant_joined huddle=%s participant=%s name=%r count=%d",
+            self.id,
+            participant.id,
+            name,
+            len(self.participants),
+        )
+        self._emit(ParticipantJoined(self.id, participant.id, name, _now()))
+        return participant
+
+    async def remove(self, participant: Participant, why: str) -> None:
+        """Take ``participant`` out (idempotent): stop forwarding, tell the others, free slots."""
+        if participant.left:
+            return
+        participant.left = True
+        self.participants.pop(participant.id, None)
+        for slot in participant.slots:
+            slot.release()
+        for forwarder in participant.published.values():
+            for other in self.participants.values():
+                for slot in other.slots:
+                    if slot.forwarder is forwarder:
+                        slot.release()
+            forwarder.close()
+        participant.published.clear()
+        self._broadcast({"type": "participant-left", "id": participant.id}, participant)
+        log.info(
+            "participant_left huddle=%s participant=%s why=%s count=%d",
+            self.id,
+            participant.id,
+            why,
+            len(self.participants),
+        )
+        self._emit(ParticipantLeft(self.id, participant.id, participant.name, _now()))
+        if not self._ending:
+            for other in self.participants.values():
+                self._spawn(self.sync(other))
+        if not self.participants:
+            self._on_empty(self)
+        if participant.pc is not None:
+            await participant.pc.close()
+
+    async def end(self, reason: str) -> None:
+        """Tell everyone the huddle ended, close their sockets and connections."""
+        log.info(
+            "huddle_ended huddle=%s reason=%r count=%d", self.id, reason, len(self.participants)
+        )
+        self._ending = True
+        for participant in list(self.participants.values()):
+            participant.connection.send({"type": "ended", "reason": reason})
+            participant.connection.close()
+        await asyncio.gather(
+            *(self.remove(p, "ended") for p in list(self.participants.values())),
+            return_exceptions=True,
+        )
+
+    def update_notes(self, participant: Participant, text: str) -> None:
+        """Replace the shared notes, tell the others, and let the core save them."""
+        if text == self.notes:
+            return
+        self.notes = text
+        self._broadcast({"type": "notes", "text": text, "by": participant.name}, participant)
+        self._emit(NotesChanged(self.id, text, participant.name, _now()))
+
+    def update_state(self, participant: Participant, *, audio: bool, video: bool) -> None:
+        """Record a mute/camera change and tell the others."""
+        if (participant.audio, participant.video) == (audio, video):
+            return
+        participant.audio = audio
+        participant.video = video
+        self._broadcast(
+            {"type": "participant-updated", "participant": participant.info()}, participant
+        )
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    async def publish(self, participant: Participant, sdp: str) -> None:
+        """Answer the client's publishing offer, tap its tracks, and start forwarding both ways."""
+        if participant.pc is not None:
+            raise ProtocolError(
+                "bad_state",
+                "You already sent your offer; from then on the server offers and you answer.",
+            )
+        description = parse_sdp(sdp, "offer")
+        async with participant.negotiation:
+            pc = self._new_peer_connection(participant)
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:
+                await pc.close()
+                raise ProtocolError("bad_sdp", f"The offer could not be applied: {exc}.") from exc
+            if participant.left:
+                await pc.close()
+                return
+            participant.pc = pc
+            participant.extension_ids = extension_ids(description)
+            by_mid = {tr.mid: tr for tr in pc.getTransceivers()}
+            for kind in MEDIA_KINDS:
+                # The first section of each kind that the client sends on; any others are ignored.
+                section = next(
+                    (
+                        media
+                        for media in description.media
+                        if media.kind == kind and (media.direction or "sendrecv") in SENDING
+                    ),
+                    None,
+                )
+                transceiver = by_mid.get(section.rtp.muxId) if section is not None else None
+                if transceiver is not None:
+                    participant.published[kind] = tap_publisher(
+                        transceiver.receiver, kind=kind, stats=self._stats
+                    )
+            await pc.setLocalDescription(await pc.createAnswer())
+            if participant.left:
+                return
+            participant.connection.send({"type": "answer", "sdp": pc.localDescription.sdp})
+            participant.ready = True
+        log.info(
+            "participant_published huddle=%s participant=%s kinds=%s",
+            self.id,
+            participant.id,
+            ",".join(sorted(participant.published)) or "none",
+        )
+        for other in list(self.participants.values()):
+            if other is not participant:
+                self._spawn(self.sync(other))
+        await self.sync(participant)
+
+    async def accept_answer(self, participant: Participant, sdp: str) -> None:
+        """Apply the client's answer to the outstanding server offer, then catch up on changes."""
+        if not participant.offer_outstanding or participant.pc is None:
+            raise ProtocolError("bad_state", "There is no offer from the server to answer.")
+        parse_sdp(sdp, "answer")
+        async with participant.negotiation:
+            try:
+                await participant.pc.setRemoteDescription(
+                    RTCSessionDescription(sdp=sdp, type="answer")
+                )
+            except Exception as exc:
+                raise ProtocolError("bad_sdp", f"The answer could not be applied: {exc}.") from exc
+            participant.offer_outstanding = False
+        await self.sync(participant)
+
+    async def sync(self, participant: Participant) -> None:
+        """Bring ``participant``'s slots in line with who publishes; offer or send ``streams``.
+
+        Safe to call any time and as often as wanted: it does nothing while an offer is
+        outstanding (the answer calls it again) or before the participant's own offer is answered.
+        """
+        async with participant.negotiation:
+            pc = participant.pc
+            if participant.left or pc is None or not participant.ready:
+                return
+            if participant.offer_outstanding:
+                return
+            wanted = [
+                (other.id, kind, forwarder)
+                for other in self.participants.values()
+                if other is not participant
+                for kind, forwarder in other.published.items()
+            ]
+            wanted_ids = {id(forwarder) for _, _, forwarder in wanted}
+            for slot in participant.slots:
+                if slot.forwarder is not None and id(slot.forwarder) not in wanted_ids:
+                    slot.release()
+            carried = {id(slot.forwarder) for slot in participant.slots if slot.forwarder}
+            for source, kind, forwarder in wanted:
+                if id(forwarder) in carried:
+                    continue
+                free = (s for s in participant.slots if s.forwarder is None and s.kind == kind)
+                slot = next(free, None) or Slot(add_forwarding_transceiver(pc, kind), kind)
+                if slot not in participant.slots:
+                    participant.slots.append(slot)
+                forwarder.add_subscriber(slot.transceiver.sender)
+                slot.source = source
+                slot.forwarder = forwarder
+            if any(slot.transceiver.mid is None for slot in participant.slots):
+                offer = await pc.createOffer()
+                keep_extension_ids(pc, participant.extension_ids)
+                sdp = use_extension_ids(offer.sdp, participant.extension_ids)
+                await pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                if participant.left:
+                    return
+                participant.offer_outstanding = True
+                # Computed after the awaits: slots freed meanwhile must not be announced.
+                streams = participant.streams()
+                participant.sent_streams = streams
+                participant.connection.send(
+                    {"type": "offer", "sdp": pc.localDescription.sdp, "streams": streams}
+                )
+                log.info(
+                    "offer_sent huddle=%s participant=%s slots=%d streams=%d",
+                    self.id,
+                    participant.id,
+                    len(participant.slots),
+                    len(streams),
+                )
+                return
+            streams = participant.streams()
+            if streams != participant.sent_streams:
+                participant.sent_streams = streams
+                participant.connection.send({"type": "streams", "streams": streams})
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _new_peer_connection(self, participant: Participant) -> RTCPeerConnection:
+        # max-bundle: every slot added later shares the one ICE/DTLS transport, so renegotiation
+        # gathers nothing new. An empty iceServers list, not None: None means Google's STUN.
+        pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[RTCIceServer(urls=url) for url in self._ice_servers],
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            )
+        )
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = pc.connectionState
+            log.info(
+                "peer_connection huddle=%s participant=%s state=%s", self.id, participant.id, state
+            )
+            # `participant.pc is pc`: a connection dropped after a refused offer is no reason to go.
+            if state in ("failed", "closed") and participant.pc is pc and not participant.left:
+                participant.connection.close()
+                self._spawn(self.remove(participant, f"connection {state}"))
+
+        return pc
+
+    def _broadcast(self, message: ServerMessage, sender: Participant) -> None:
+        for other in self.participants.values():
+            if other is not sender:
+                other.connection.send(message)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("room_task_failed huddle=%s", self.id, exc_info=task.exception())

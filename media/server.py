@@ -1,0 +1,351 @@
+"""The media core's facade: the bot core drives huddles only through :class:`MediaServer`.
+
+It serves the join page and the web client, accepts signaling WebSockets (after checking the join
+token and asking the bot's gate whether the huddle is open), keeps one :class:`media.rooms.Room` per
+live huddle, and reports joins and leaves as :mod:`media.events` to its listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from aiohttp import web
+
+from media import tokens
+from media.events import HuddleAccess, HuddleGate, MediaEvent, MediaListener
+from media.forwarding import ForwardingStats
+from media.rooms import Room
+from media.signaling import HARD_FRAME_LIMIT, SignalingCounters, SignalingSession
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).parent / "web"
+
+#: The only files /media/web/ serves, with their content types.
+STATIC_FILES = {
+    "huddle.js": "text/javascript",
+    "huddle.css": "text/css",
+}
+
+#: The join link carries the token in its query string: keep it out of Referer headers and caches.
+PRIVATE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+#: Only our own files may run: no inline script, no third-party origin. 'unsafe-eval' is there only
+#: because browser automation (Playwright's wait_for_function) evaluates with eval(); the client
+#: itself never does, and without inline scripts nobody else can put code on the page to eval.
+JOIN_PAGE_CSP = (
+    "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob: mediastream:; "
+    "img-src 'self' data:; style-src 'self'; script-src 'self' 'unsafe-eval'; "
+    "frame-ancestors 'none'"
+)
+
+#: Seconds between WebSocket pings: a vanished client is noticed within twice this.
+HEARTBEAT_SECONDS = 15.0
+
+#: Seconds to wait for the client's half of a closing handshake (shutdown waits for it).
+CLOSE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class MediaStats:
+    """A snapshot of the media core, for the bot's status command and the benchmark."""
+
+    #: Huddles with at least one participant, and the participants in them.
+    huddles: int
+    participants: int
+    #: RTP from publishers, and the copies sent to subscribers (bytes before SRTP).
+    packets_received: int
+    bytes_received: int
+    packets_forwarded: int
+    bytes_forwarded: int
+    #: Copies not sent (subscriber not connected yet, codec not negotiated, ...).
+    packets_dropped: int
+    #: Keyframe requests (PLI) the server sent to publishers, and keyframes that came.
+    keyframe_requests: int
+    keyframes_received: int
+    #: Packets subscribers asked again for (NACK), and how many were resent.
+    nacks_received: int
+    retransmits: int
+    #: ``error`` messages sent to clients.
+    signaling_errors: int
+    #: Signaling sockets open now (joined or not).
+    signaling_connections: int
+
+
+class MediaServer:
+    """Join pages, signaling and forwarding for every huddle of one process."""
+
+    def __init__(
+        self,
+        *,
+        secret: bytes,
+        public_url: str,
+        gate: HuddleGate,
+        max_participants: int = 100,
+        ice_servers: list[str] | None = None,
+    ) -> None:
+        self._secret = secret
+        self._public_url = public_url.rstrip("/")
+        self._gate = gate
+        self._max_participants = max_participants
+        self._ice_servers = list(ice_servers or [])
+        self._rooms: dict[str, Room] = {}
+        #: Huddles ended through :meth:`end_huddle`: refused even if the gate lags behind.
+        self._ended: dict[str, str] = {}
+        self._sessions: set[SignalingSession] = set()
+        self._listeners: list[MediaListener] = []
+        self._events: asyncio.Queue[MediaEvent] = asyncio.Queue()
+        self._event_task: asyncio.Task[None] | None = None
+        self._forwarding = ForwardingStats()
+        self._counters = SignalingCounters()
+        self._page_template: str | None = None
+        self._participant_ids = itertools.count(1)
+        self._closing = False
+
+    # -- the bot's side ---------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the join page, the signaling socket and the web client's files on ``app``."""
+        app.router.add_get("/h/{huddle_id}", self._join_page)
+        app.router.add_get("/h/{huddle_id}/ws", self._signaling)
+        app.router.add_get("/media/web/{file}", self._static)
+
+    def join_url(self, huddle_id: str, expires_at: float) -> str:
+        """The link that lets its holder into ``huddle_id`` until ``expires_at`` (unix time)."""
+        token = tokens.issue(self._secret, huddle_id, expires_at)
+        return f"{self._public_url}/h/{quote(huddle_id, safe='')}?t={token}"
+
+    def subscribe(self, listener: MediaListener) -> None:
+        """Call ``listener`` with every :class:`media.events.MediaEvent`, in order."""
+        self._listeners.append(listener)
+
+    async def end_huddle(self, huddle_id: str, reason: str) -> None:
+        """Send ``ended`` to everyone in the huddle, close their connections, refuse new joins."""
+        self._ended[huddle_id] = reason
+        for session in list(self._sessions):
+            if session.huddle_id == huddle_id and not session.joined:
+                session.end(reason)
+        room = self._rooms.pop(huddle_id, None)
+        if room is not None:
+            await room.end(reason)
+
+    def stats(self) -> MediaStats:
+        """Counters since start, and who is connected now."""
+        live = [room for room in self._rooms.values() if room.participants]
+        forwarding = self._forwarding
+        return MediaStats(
+            huddles=len(live),
+            participants=sum(len(room.participants) for room in live),
+            packets_received=forwarding.packets_received,
+            bytes_received=forwarding.bytes_received,
+            packets_forwarded=forwarding.packets_forwarded,
+            bytes_forwarded=forwarding.bytes_forwarded,
+            packets_dropped=forwarding.packets_dropped,
+            keyframe_requests=forwarding.keyframe_requests_sent,
+            keyframes_received=forwarding.keyframes_received,
+            nacks_received=forwarding.nacks_received,
+            retransmits=forwarding.retransmits,
+            signaling_errors=self._counters.errors,
+            signaling_connections=self._counters.connections,
+        )
+
+    def participants(self, huddle_id: str) -> list[tuple[str, str]]:
+        """``(participant id, name)`` of everyone in the huddle now, in joining order."""
+        room = self._rooms.get(huddle_id)
+        if room is None:
+            return []
+        return [(p.id, p.name) for p in room.participants.values()]
+
+    async def close(self) -> None:
+        """Shut down: ``ended`` to everyone ("server shutting down"), close every connection."""
+        self._closing = True
+        reason = "server shutting down"
+        for session in list(self._sessions):
+            if not session.joined:
+                session.end(reason)
+        rooms = list(self._rooms.values())
+        self._rooms.clear()
+        await asyncio.gather(*(room.end(reason) for room in rooms), return_exceptions=True)
+        await asyncio.gather(*(s.wait_closed() for s in list(self._sessions)))
+        if self._event_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._events.join(), timeout=5.0)
+            self._event_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._event_task
+            self._event_task = None
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def _admit(self, request: web.Request) -> HuddleAccess | str:
+        """The huddle if the token and the gate let this request in, else the reason why not."""
+        huddle_id = request.match_info["huddle_id"]
+        if self._closing:
+            return "The huddle server is shutting down. Try again in a minute."
+        try:
+            tokens.verify(self._secret, request.query.get("t", ""), huddle_id)
+        except tokens.TokenError as exc:
+            return str(exc)
+        if huddle_id in self._ended:
+            return f"This huddle has ended ({self._ended[huddle_id]})."
+        try:
+            access = await self._gate(huddle_id)
+        except Exception:
+            log.exception("gate_failed huddle=%s", huddle_id)
+            return "The huddle could not be checked right now. Try again in a minute."
+        if access is None:
+            return "This huddle does not exist (or no longer does)."
+        if not access.open:
+            return access.closed_reason or "This huddle has ended."
+        return access
+
+    async def _join_page(self, request: web.Request) -> web.Response:
+        access = await self._admit(request)
+        if isinstance(access, str):
+            log.info(
+                "join_page_refused huddle=%s reason=%r", request.match_info["huddle_id"], access
+            )
+            return web.Response(
+                status=403,
+                text=_refusal_page(access),
+                content_type="text/html",
+                headers=PRIVATE_HEADERS,
+            )
+        config = {
+            "huddleId": access.huddle_id,
+            "title": access.title,
+            "iceServers": self._ice_servers,
+        }
+        page = (
+            self._template()
+            .replace("{{title}}", html.escape(access.title))
+            .replace("{{config}}", json.dumps(config).replace("<", "\\u003c"))
+        )
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={**PRIVATE_HEADERS, "Content-Security-Policy": JOIN_PAGE_CSP},
+        )
+
+    async def _signaling(self, request: web.Request) -> web.StreamResponse:
+        access = await self._admit(request)
+        if isinstance(access, str):
+            log.info(
+                "signaling_refused huddle=%s reason=%r", request.match_info["huddle_id"], access
+            )
+            return web.Response(status=403, text=access, headers=PRIVATE_HEADERS)
+        ws = web.WebSocketResponse(
+            max_msg_size=HARD_FRAME_LIMIT,
+            heartbeat=HEARTBEAT_SECONDS,
+            timeout=CLOSE_TIMEOUT_SECONDS,
+        )
+        await ws.prepare(request)
+        huddle_id = access.huddle_id
+        session = SignalingSession(
+            ws,
+            huddle_id=huddle_id,
+            open_room=lambda: self._room(access),
+            ended_reason=lambda: self._ended.get(huddle_id),
+            max_participants=self._max_participants,
+            counters=self._counters,
+            peer=request.remote or "?",
+        )
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+        return ws
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["file"]
+        content_type = STATIC_FILES.get(name)
+        if content_type is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            WEB_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+        )
+
+    def _template(self) -> str:
+        if self._page_template is None:
+            self._page_template = (WEB_DIR / "join.html").read_text(encoding="utf-8")
+        return self._page_template
+
+    # -- rooms and events -------------------------------------------------------------------
+
+    def _room(self, access: HuddleAccess) -> Room:
+        room = self._rooms.get(access.huddle_id)
+        if room is None:
+            room = Room(
+                access.huddle_id,
+                access.title,
+                stats=self._forwarding,
+                ice_servers=self._ice_servers,
+                emit=self._emit,
+                on_empty=self._forget_room,
+                ids=self._participant_ids,
+                notes=access.notes,
+            )
+            self._rooms[access.huddle_id] = room
+            log.info("huddle_opened huddle=%s", access.huddle_id)
+        return room
+
+    def _forget_room(self, room: Room) -> None:
+        if self._rooms.get(room.id) is room:
+            del self._rooms[room.id]
+            log.info("huddle_empty huddle=%s", room.id)
+
+    def _emit(self, event: MediaEvent) -> None:
+        # Listeners run in one task, in order, so a slow listener never holds up signaling.
+        self._events.put_nowait(event)
+        if self._event_task is None:
+            self._event_task = asyncio.ensure_future(self._deliver_events())
+
+    async def _deliver_events(self) -> None:
+        while True:
+            event = await self._events.get()
+            for listener in list(self._listeners):
+                try:
+                    await listener(event)
+                except Exception:
+                    log.exception("listener_failed event=%s", type(event).__name__)
+            self._events.task_done()
+
+
+def _refusal_page(reason: str) -> str:
+    """A small self-contained page saying why the link does not work (no half-working call)."""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Cannot join this huddle</title>
+<style>
+body {{ font-family: system-ui, sans-serif; background: #111827; color: #f9fafb; margin: 0;
+       display: flex; min-height: 100vh; align-items: center; justify-content: center; }}
+main {{ max-width: 28rem; padding: 2rem; text-align: center; }}
+h1 {{ font-size: 1.4rem; }}
+p {{ color: #d1d5db; line-height: 1.5; }}
+</style>
+</head>
+<body>
+<main data-testid="refusal">
+<h1>You cannot join this huddle</h1>
+<p data-testid="refusal-reason">{html.escape(reason)}</p>
+<p>Ask in the chat for a new link if you still want to join.</p>
+</main>
+</body>
+</html>
+"""

@@ -1,0 +1,339 @@
+"""The signaling WebSocket: one :class:`SignalingSession` per participant socket (PROTOCOL.md).
+
+Every client frame is checked (size, JSON object, type, fields, state, rate) before anything acts
+on it; a refused frame gets an ``error`` reply and the connection carries on. Nothing a client
+sends can affect anyone else's socket: outgoing messages go through a per-socket queue drained by
+its own writer task, so a slow or stuck client only ever delays itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from media.messages import (
+    CLIENT_TYPES,
+    MAX_MESSAGE_BYTES,
+    MAX_NOTES,
+    SDP_BYTES_PER_MLINE,
+    ErrorCode,
+    ServerMessage,
+)
+from media.rooms import Participant, ProtocolError, Room
+
+log = logging.getLogger(__name__)
+
+#: Frames above this are cut off by aiohttp itself (the socket closes with 1009); below it the
+#: server answers ``too_large`` to an oversize frame and keeps the connection. An answer in a
+#: huddle of 100 stays well under it (~200 m-lines of ~850 bytes).
+HARD_FRAME_LIMIT = 1024 * 1024
+
+#: PROTOCOL.md: more than this many messages in one second are refused with ``rate_limited``.
+RATE_LIMIT_PER_SECOND = 50
+
+#: A client this many messages behind is not reading its socket; it is disconnected.
+MAX_QUEUED_MESSAGES = 512
+
+MAX_NAME_CHARS = 64
+
+EXPECTED = ", ".join(sorted(CLIENT_TYPES))
+
+
+@dataclass
+class SignalingCounters:
+    """Counters shared by all sessions of a server (read by ``MediaServer.stats``)."""
+
+    errors: int = 0
+    connections: int = 0
+
+
+class RateLimiter:
+    """Fixed one-second windows: cheap, and precise enough to stop a flood."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._window = -1.0
+        self._count = 0
+
+    def allow(self) -> bool:
+        """Count one message; False once more than ``limit`` arrived in the current second."""
+        now = self._clock()
+        if now - self._window >= 1.0:
+            self._window = now
+            self._count = 0
+        self._count += 1
+        return self._count <= self._limit
+
+
+class SocketConnection:
+    """The :class:`media.rooms.Connection` of one WebSocket: a queue and one writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse, label: str) -> None:
+        self._ws = ws
+        self._label = label
+        self._queue: asyncio.Queue[ServerMessage | None] = asyncio.Queue()
+        self._closing = False
+        self._writer = asyncio.ensure_future(self._write())
+
+    def send(self, message: ServerMessage) -> None:
+        """Queue ``message``; a client too far behind is disconnected instead."""
+        if self._closing:
+            return
+        if self._queue.qsize() >= MAX_QUEUED_MESSAGES:
+            log.warning("signaling_slow_client %s queued=%d", self._label, self._queue.qsize())
+            self.close()
+            return
+        self._queue.put_nowait(message)
+
+    def close(self) -> None:
+        """Close the socket after the messages already queued (such as ``ended``) are sent."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait(None)
+
+    async def closed(self) -> None:
+        """Wait until the writer has flushed and closed the socket."""
+        self.close()
+        await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        try:
+            while (message := await self._queue.get()) is not None:
+                await self._ws.send_str(json.dumps(message, separators=(",", ":")))
+        except (ConnectionError, RuntimeError) as exc:
+            # The peer went away mid-send; the reading side notices and cleans up.
+            log.info("signaling_send_failed %s error=%r", self._label, exc)
+        finally:
+            self._closing = True
+            await self._ws.close()
+
+
+def _field_str(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise ProtocolError("bad_field", f"`{name}` must be a string.")
+    return value
+
+
+def _field_bool(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name)
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_field", f"`{name}` must be true or false.")
+    return value
+
+
+def _display_name(data: dict[str, Any]) -> str:
+    name = _field_str(data, "name").strip()
+    if not 1 <= len(name) <= MAX_NAME_CHARS:
+        raise ProtocolError("bad_field", f"`name` must be 1 to {MAX_NAME_CHARS} characters.")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise ProtocolError("bad_field", "`name` must not contain control characters.")
+    return name
+
+
+def _sdp(data: dict[str, Any]) -> str:
+    sdp = _field_str(data, "sdp")
+    if not sdp:
+        raise ProtocolError("bad_field", "`sdp` must not be empty.")
+    return sdp
+
+
+class SignalingSession:
+    """One participant's socket, from the first frame to the close (PROTOCOL.md's state machine)."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        *,
+        huddle_id: str,
+        open_room: Callable[[], Room],
+        ended_reason: Callable[[], str | None],
+        max_participants: int,
+        counters: SignalingCounters,
+        peer: str,
+    ) -> None:
+        self._ws = ws
+        self._huddle_id = huddle_id
+        self._open_room = open_room
+        self._ended_reason = ended_reason
+        self._max_participants = max_participants
+        self._counters = counters
+        self._label = f"huddle={huddle_id} peer={peer}"
+        self._connection = SocketConnection(ws, self._label)
+        self._limiter = RateLimiter(RATE_LIMIT_PER_SECOND)
+        self._limited_logged = False
+        self._room: Room | None = None
+        self._participant: Participant | None = None
+        #: Why the session is over, once it is (set by `leave`, a fatal error or an ended huddle).
+        self._done: str | None = None
+
+    @property
+    def huddle_id(self) -> str:
+        """The huddle this socket was admitted to."""
+        return self._huddle_id
+
+    @property
+    def joined(self) -> bool:
+        """True once ``join`` succeeded (the room then owns ending this session)."""
+        return self._participant is not None
+
+    def end(self, reason: str) -> None:
+        """Send ``ended`` and close: for sockets that connected but never joined."""
+        self._connection.send({"type": "ended", "reason": reason})
+        self._connection.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the socket is flushed and closed."""
+        await self._connection.closed()
+
+    async def run(self) -> None:
+        """Read frames until the client leaves, the socket drops or the huddle ends."""
+        self._counters.connections += 1
+        log.info("signaling_open %s", self._label)
+        why = "socket closed"
+        try:
+            async for frame in self._ws:
+                if frame.type == WSMsgType.TEXT:
+                    await self._on_frame(frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    if self._admit_rate():
+                        self._error("bad_json", "Binary frames are not accepted; send JSON text.")
+                else:
+                    why = f"socket {frame.type.name.lower()}"
+                    break
+                if self._done is not None:
+                    why = self._done
+                    break
+        except Exception:
+            # Logged here with its context; only this socket goes, never the server.
+            why = "server error"
+            log.exception("signaling_failed %s", self._label)
+        finally:
+            self._counters.connections -= 1
+            if self._room is not None and self._participant is not None:
+                await self._room.remove(self._participant, why)
+            await self._connection.closed()
+            log.info("signaling_closed %s why=%s", self._label, why)
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def _admit_rate(self) -> bool:
+        if self._limiter.allow():
+            self._limited_logged = False
+            return True
+        if not self._limited_logged:
+            # One log line per flood, not one per refused frame.
+            self._limited_logged = True
+            log.warning("signaling_rate_limited %s", self._label)
+        self._error(
+            "rate_limited",
+            f"Too many messages: at most {RATE_LIMIT_PER_SECOND} per second. This one was dropped.",
+            quiet=True,
+        )
+        return False
+
+    async def _on_frame(self, text: str) -> None:
+        if not self._admit_rate():
+            return
+        limit = self._size_limit()
+        if len(text) > limit or len(text.encode()) > limit:
+            self._error("too_large", f"Messages must be at most {limit} bytes.")
+            return
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+            self._error("bad_json", "The message is not valid JSON.")
+            return
+        if not isinstance(data, dict):
+            self._error("bad_json", "The message must be a JSON object.")
+            return
+        kind = data.get("type")
+        if not isinstance(kind, str) or kind not in CLIENT_TYPES:
+            # Echo at most a little of what was sent: the reply must stay small.
+            shown = repr(kind)[:40]
+            self._error(
+                "unknown_type", f"Unknown message type {shown}; expected one of {EXPECTED}."
+            )
+            return
+        try:
+            await self._dispatch(kind, data)
+        except ProtocolError as exc:
+            self._error(exc.code, str(exc), fatal=exc.fatal)
+        except Exception:
+            log.exception("signaling_handler_failed %s type=%s", self._label, kind)
+            self._error("bad_state", f"The server could not handle this `{kind}` message.")
+
+    def _size_limit(self) -> int:
+        participant = self._participant
+        if participant is None or not participant.offer_outstanding or participant.pc is None:
+            return MAX_MESSAGE_BYTES
+        return MAX_MESSAGE_BYTES + SDP_BYTES_PER_MLINE * len(participant.pc.getTransceivers())
+
+    async def _dispatch(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "ping":
+            self._connection.send({"type": "pong"})
+            return
+        if kind == "join":
+            self._join(_display_name(data))
+            return
+        if kind == "leave":
+            self._done = "left"
+            return
+        room, participant = self._room, self._participant
+        if room is None or participant is None:
+            raise ProtocolError("bad_state", f"Send `join` before `{kind}`.")
+        if kind == "offer":
+            await room.publish(participant, _sdp(data))
+        elif kind == "answer":
+            sdp = _sdp(data)
+            await room.accept_answer(participant, sdp)
+        elif kind == "state":
+            audio, video = _field_bool(data, "audio"), _field_bool(data, "video")
+            room.update_state(participant, audio=audio, video=video)
+        elif kind == "notes":
+            text = _field_str(data, "text")
+            if len(text) > MAX_NOTES:
+                raise ProtocolError("bad_field", f"Notes are limited to {MAX_NOTES} characters.")
+            room.update_notes(participant, text)
+
+    def _join(self, name: str) -> None:
+        if self._participant is not None:
+            raise ProtocolError("bad_state", "You have already joined this huddle.")
+        reason = self._ended_reason()
+        if reason is not None:
+            self._connection.send({"type": "ended", "reason": reason})
+            self._done = "huddle ended"
+            return
+        room = self._open_room()
+        if len(room.participants) >= self._max_participants:
+            self._done = "huddle full"
+            raise ProtocolError(
+                "huddle_full",
+                f"This huddle is full ({self._max_participants} people). Try again later.",
+                fatal=True,
+            )
+        self._room = room
+        self._participant = room.add(name, self._connection)
+        self._label = f"huddle={self._huddle_id} participant={self._participant.id}"
+
+    def _error(
+        self, code: ErrorCode, message: str, *, fatal: bool = False, quiet: bool = False
+    ) -> None:
+        self._counters.errors += 1
+        if not quiet:
+            log.info("signaling_error %s code=%s message=%r", self._label, code, message)
+        if fatal:
+            self._connection.send(
+                {"type": "error", "code": code, "message": message, "fatal": True}
+            )
+        else:
+            self._connection.send({"type": "error", "code": code, "message": message})

@@ -1,0 +1,534 @@
+// The huddle web client: pre-join preview, then one RTCPeerConnection to the server (PROTOCOL.md).
+// Plain browser JavaScript, no build step. The client publishes with its first offer; after that
+// it only answers the server's offers, and maps receiving transceivers to people by `mid`.
+"use strict";
+
+(() => {
+  const config = JSON.parse(document.getElementById("huddle-config").textContent);
+  const params = new URLSearchParams(location.search);
+  const token = params.get("t") || "";
+  // Waiting longer than this for ICE gathering (an unreachable STUN server) is worse than
+  // sending the candidates found so far.
+  const GATHER_TIMEOUT_MS = 3000;
+  const PING_INTERVAL_MS = 25000;
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    prejoin: $("prejoin"),
+    preview: $("preview"),
+    previewNote: $("preview-note"),
+    form: $("join-form"),
+    name: $("name-input"),
+    join: $("join-button"),
+    prejoinStatus: $("prejoin-status"),
+    call: $("call"),
+    count: $("call-count"),
+    grid: $("grid"),
+    people: $("people"),
+    peopleList: $("people-list"),
+    toast: $("toast"),
+    mute: $("mute-button"),
+    camera: $("camera-button"),
+    peopleButton: $("people-button"),
+    notesPanel: $("notes-panel"),
+    notes: $("notes"),
+    notesStatus: $("notes-status"),
+    notesButton: $("notes-button"),
+    leave: $("leave-button"),
+    notice: $("notice"),
+    noticeTitle: $("notice-title"),
+    noticeText: $("notice-text"),
+    rejoin: $("rejoin-button"),
+  };
+
+  const state = {
+    pc: null,
+    ws: null,
+    local: null, // MediaStream from getUserMedia, or null
+    you: null, // participant object
+    participants: new Map(), // id -> participant object, others, in joining order
+    streams: new Map(), // mid -> {participant, kind}
+    tiles: new Map(), // id -> {root, video, label, trackIds}
+    audio: true,
+    video: true,
+    finished: false, // left, ended or failed: no more reconnect or error noise
+    inbox: Promise.resolve(),
+    timeline: [], // [what, ms since page start]: where the time to first video goes
+  };
+
+  function mark(what) {
+    state.timeline.push([what, Math.round(performance.now())]);
+  }
+
+  // Read-only debug hook (tests call window.huddle.pc.getStats()).
+  window.huddle = Object.freeze({
+    get pc() { return state.pc; },
+    get ws() { return state.ws; },
+    get you() { return state.you; },
+    get participants() {
+      const all = state.you ? [state.you, ...state.participants.values()] : [...state.participants.values()];
+      return all.map((p) => ({ ...p }));
+    },
+    get streams() {
+      return [...state.streams.entries()].map(([mid, s]) => ({ mid, ...s }));
+    },
+    get timeline() {
+      return state.timeline.map((entry) => [...entry]);
+    },
+  });
+
+  // -- pre-join ---------------------------------------------------------------------------------
+
+  ui.name.value = (params.get("name") || "").slice(0, 64);
+  // The publishing offer (with its ICE gathering) is made while the person types their name, so
+  // that Join only has to send it.
+  const publishing = startPreview().then(preparePublishing);
+  publishing.catch(() => {}); // reported when Join is clicked
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    join();
+  });
+
+  async function startPreview() {
+    const video = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
+    const attempts = [{ audio: true, video }, { audio: true }, { video }];
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      ui.previewNote.textContent = "This browser cannot use a camera here (the page needs HTTPS). You can still join to watch and listen.";
+      return;
+    }
+    for (const constraints of attempts) {
+      try {
+        state.local = await navigator.mediaDevices.getUserMedia(constraints);
+        break;
+      } catch (err) {
+        console.warn("getUserMedia", constraints, err);
+      }
+    }
+    if (!state.local) {
+      ui.previewNote.textContent = "No camera or microphone available (or access was refused). You can still join to watch and listen.";
+      return;
+    }
+    const hasVideo = state.local.getVideoTracks().length > 0;
+    const hasAudio = state.local.getAudioTracks().length > 0;
+    state.video = hasVideo;
+    state.audio = hasAudio;
+    if (hasVideo) {
+      ui.preview.srcObject = state.local;
+      ui.preview.play().catch(() => {});
+      ui.previewNote.textContent = hasAudio ? "" : "No microphone: the others will not hear you.";
+    } else {
+      ui.previewNote.textContent = "No camera: the others will hear you but not see you.";
+    }
+  }
+
+  async function join() {
+    const name = ui.name.value.trim();
+    if (!name) {
+      ui.prejoinStatus.textContent = "Enter your name first.";
+      ui.name.focus();
+      return;
+    }
+    ui.join.disabled = true;
+    ui.prejoinStatus.textContent = "Joining…";
+    mark("join");
+    const offer = publishing.catch((err) => {
+      finish("Could not start the call", `Your browser refused to set up the call: ${err.message || err}`);
+      throw err;
+    });
+    const url = new URL(location.pathname.replace(/\/$/, "") + "/ws", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    url.search = new URLSearchParams({ t: token }).toString();
+    const ws = new WebSocket(url);
+    state.ws = ws;
+    ws.addEventListener("open", () => {
+      mark("socket open");
+      send({ type: "join", name });
+    });
+    ws.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      // One message at a time, in order: an offer is applied before the next message is looked at.
+      state.inbox = state.inbox.then(() => handle(message, offer)).catch((err) => console.error(message.type, err));
+    });
+    ws.addEventListener("close", () => {
+      if (state.finished) return;
+      if (!state.you) {
+        explainRefusal();
+      } else {
+        finish("Connection lost", "The connection to the huddle was lost.", true);
+      }
+    });
+    setInterval(() => send({ type: "ping" }), PING_INTERVAL_MS);
+  }
+
+  async function explainRefusal() {
+    // A refused socket carries no reason (HTTP 403 before the upgrade); the join page, asked
+    // again, says why in words (expired link, huddle ended, ...).
+    let reason = "The huddle server refused the connection or is unreachable.";
+    try {
+      const response = await fetch(location.href, { cache: "no-store" });
+      if (response.status === 403) {
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const text = page.querySelector('[data-testid="refusal-reason"]');
+        if (text) reason = text.textContent;
+      }
+    } catch (err) {
+      console.warn("explaining the refusal", err);
+    }
+    finish("Could not join", reason, true);
+  }
+
+  async function preparePublishing() {
+    const pc = new RTCPeerConnection({
+      iceServers: config.iceServers.map((urls) => ({ urls })),
+      bundlePolicy: "max-bundle",
+    });
+    state.pc = pc;
+    pc.addEventListener("track", (event) => {
+      // The receiving transceivers are mapped by mid; a new one only needs a re-render.
+      if (event.transceiver && event.transceiver.mid) render();
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      mark(`connection ${pc.connectionState}`);
+      if (pc.connectionState === "failed" && !state.finished) {
+        finish("Media connection failed", "Audio and video could not get through to the huddle server (a firewall may block it).", true);
+      }
+    });
+    const tracks = state.local ? state.local.getTracks() : [];
+    for (const track of tracks) {
+      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [state.local] });
+      if (track.kind === "video") preferVp8(transceiver);
+    }
+    if (!tracks.length) {
+      // The first offer needs one media section; a viewer offers to receive audio.
+      pc.addTransceiver("audio", { direction: "recvonly" });
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    mark("offer ready");
+    return pc.localDescription.sdp;
+  }
+
+  function preferVp8(transceiver) {
+    // Everyone sending the same codec keeps forwarding simple for every receiver.
+    if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
+    const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+    const vp8 = codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp8");
+    if (!vp8.length) return;
+    try {
+      transceiver.setCodecPreferences([...vp8, ...codecs.filter((c) => !vp8.includes(c))]);
+    } catch (err) {
+      console.warn("setCodecPreferences", err);
+    }
+  }
+
+  function gathered(pc) {
+    // No trickle ICE: offers and answers carry all candidates (PROTOCOL.md).
+    return new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") return resolve();
+      const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+      function done() {
+        clearTimeout(timer);
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      }
+      function check() {
+        if (pc.iceGatheringState === "complete") done();
+      }
+      pc.addEventListener("icegatheringstatechange", check);
+    });
+  }
+
+  // -- signaling --------------------------------------------------------------------------------
+
+  function send(message) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(message));
+  }
+
+  async function handle(message, offer) {
+    if (message.type !== "pong") mark(`got ${message.type}`);
+    switch (message.type) {
+      case "welcome": {
+        state.you = message.you;
+        state.you.audio = state.audio;
+        state.you.video = state.video;
+        for (const p of message.participants) state.participants.set(p.id, p);
+        ui.notes.value = message.notes || "";
+        showCall();
+        send({ type: "offer", sdp: await offer });
+        if (!state.audio || !state.video) send({ type: "state", audio: state.audio, video: state.video });
+        break;
+      }
+      case "answer":
+        await state.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+        break;
+      case "offer": {
+        setStreams(message.streams);
+        await state.pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+        await state.pc.setLocalDescription(await state.pc.createAnswer());
+        await gathered(state.pc);
+        send({ type: "answer", sdp: state.pc.localDescription.sdp });
+        mark("sent answer");
+        render();
+        break;
+      }
+      case "streams":
+        setStreams(message.streams);
+        render();
+        break;
+      case "participant-joined":
+      case "participant-updated":
+        state.participants.set(message.participant.id, message.participant);
+        render();
+        break;
+      case "participant-left":
+        state.participants.delete(message.id);
+        render();
+        break;
+      case "ended":
+        finish("The huddle ended", message.reason ? `The huddle ended: ${message.reason}.` : "The huddle ended.");
+        break;
+      case "error":
+        if (message.fatal) {
+          finish("Could not join", message.message);
+        } else {
+          showToast(message.message);
+          console.warn("huddle error", message.code, message.message);
+        }
+        break;
+      case "notes":
+        remoteNotes(message.text, message.by);
+        break;
+      case "pong":
+        break;
+      default:
+        console.warn("unknown message", message.type);
+    }
+  }
+
+  function setStreams(streams) {
+    state.streams = new Map(streams.map((s) => [s.mid, { participant: s.participant, kind: s.kind }]));
+  }
+
+  // -- the call ----------------------------------------------------------------------------------
+
+  function showCall() {
+    ui.prejoin.hidden = true;
+    ui.call.hidden = false;
+    ui.preview.srcObject = null;
+    updateButtons();
+    render();
+  }
+
+  function remoteTracks(participantId) {
+    if (!state.pc) return [];
+    const tracks = [];
+    for (const transceiver of state.pc.getTransceivers()) {
+      const stream = transceiver.mid && state.streams.get(transceiver.mid);
+      if (stream && stream.participant === participantId) tracks.push(transceiver.receiver.track);
+    }
+    return tracks;
+  }
+
+  function render() {
+    if (!state.you) return;
+    const everyone = [state.you, ...state.participants.values()];
+    const present = new Set(everyone.map((p) => p.id));
+    for (const [id, tile] of state.tiles) {
+      if (!present.has(id)) {
+        tile.root.remove();
+        state.tiles.delete(id);
+      }
+    }
+    for (const p of everyone) {
+      const self = p.id === state.you.id;
+      const tile = state.tiles.get(p.id) || createTile(p, self);
+      const tracks = self ? (state.local ? state.local.getVideoTracks() : []) : remoteTracks(p.id);
+      const trackIds = tracks.map((t) => t.id).sort().join(",");
+      // A new MediaStream only when the set of tracks changed: replacing srcObject restarts playback.
+      if (trackIds !== tile.trackIds) {
+        tile.trackIds = trackIds;
+        tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+        if (tracks.length) tile.video.play().catch(() => {});
+      }
+      tile.label.textContent = self ? `${p.name} (you)` : p.name;
+      tile.root.classList.toggle("no-video", !p.video || !tracks.some((t) => t.kind === "video"));
+      tile.root.classList.toggle("muted", !p.audio);
+      ui.grid.appendChild(tile.root); // keeps joining order
+    }
+    ui.count.textContent = everyone.length === 1 ? "Just you" : `${everyone.length} people`;
+    ui.peopleButton.textContent = `People (${everyone.length})`;
+    renderPeople(everyone);
+    layout();
+  }
+
+  function createTile(p, self) {
+    const root = document.createElement("div");
+    root.className = "tile" + (self ? " self" : "");
+    root.dataset.testid = "participant";
+    root.dataset.participantId = p.id;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = self; // never play your own microphone back
+    const avatar = document.createElement("div");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    avatar.textContent = (p.name.trim()[0] || "?").toUpperCase();
+    const caption = document.createElement("div");
+    caption.className = "caption";
+    const label = document.createElement("span");
+    label.className = "name";
+    const mic = document.createElement("span");
+    mic.className = "mic-off";
+    mic.textContent = "muted";
+    caption.append(label, mic);
+    root.append(video, avatar, caption);
+    const tile = { root, video, label, trackIds: null };
+    state.tiles.set(p.id, tile);
+    return tile;
+  }
+
+  function renderPeople(everyone) {
+    ui.peopleList.replaceChildren(
+      ...everyone.map((p) => {
+        const li = document.createElement("li");
+        li.dataset.participantId = p.id;
+        const flags = [p.audio ? null : "muted", p.video ? null : "camera off"].filter(Boolean);
+        li.textContent = (p.id === state.you.id ? `${p.name} (you)` : p.name) + (flags.length ? ` — ${flags.join(", ")}` : "");
+        return li;
+      }),
+    );
+  }
+
+  function layout() {
+    // Pick the column count that gives the largest 4:3 tiles that all fit on screen.
+    const n = state.tiles.size || 1;
+    const width = ui.grid.clientWidth || window.innerWidth;
+    const height = ui.grid.clientHeight || window.innerHeight;
+    const gap = 8;
+    let best = { cols: 1, tileWidth: 0 };
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const w = Math.min((width - gap * (cols - 1)) / cols, ((height - gap * (rows - 1)) / rows) * (4 / 3));
+      if (w > best.tileWidth) best = { cols, tileWidth: w };
+    }
+    ui.grid.style.setProperty("--cols", best.cols);
+    ui.grid.style.setProperty("--tile-width", `${Math.max(80, Math.floor(best.tileWidth))}px`);
+  }
+  window.addEventListener("resize", layout);
+
+  // -- controls -----------------------------------------------------------------------------------
+
+  ui.mute.addEventListener("click", () => {
+    const tracks = state.local ? state.local.getAudioTracks() : [];
+    if (!tracks.length) return;
+    state.audio = !state.audio;
+    for (const t of tracks) t.enabled = state.audio;
+    announceState();
+  });
+
+  ui.camera.addEventListener("click", () => {
+    const tracks = state.local ? state.local.getVideoTracks() : [];
+    if (!tracks.length) return;
+    state.video = !state.video;
+    for (const t of tracks) t.enabled = state.video;
+    announceState();
+  });
+
+  // Shared notes: the whole text goes to the server shortly after typing stops (the last edit
+  // wins); someone else's edit replaces ours unless we are in the middle of typing.
+  const NOTES_DEBOUNCE_MS = 300;
+  let notesTimer = null;
+  let notesDirty = false;
+
+  function sendNotes() {
+    notesTimer = null;
+    notesDirty = false;
+    send({ type: "notes", text: ui.notes.value });
+    ui.notesStatus.textContent = "Saved";
+  }
+
+  function remoteNotes(text, by) {
+    if (notesDirty) return; // ours goes out in a moment and wins
+    const { selectionStart, selectionEnd } = ui.notes;
+    ui.notes.value = text;
+    if (document.activeElement === ui.notes) ui.notes.setSelectionRange(selectionStart, selectionEnd);
+    ui.notesStatus.textContent = `Edited by ${by}`;
+  }
+
+  ui.notes.addEventListener("input", () => {
+    notesDirty = true;
+    ui.notesStatus.textContent = "Saving…";
+    if (notesTimer) clearTimeout(notesTimer);
+    notesTimer = setTimeout(sendNotes, NOTES_DEBOUNCE_MS);
+  });
+
+  ui.notesButton.addEventListener("click", () => {
+    ui.notesPanel.hidden = !ui.notesPanel.hidden;
+    ui.notesButton.setAttribute("aria-expanded", String(!ui.notesPanel.hidden));
+    layout();
+  });
+
+  ui.peopleButton.addEventListener("click", () => {
+    ui.people.hidden = !ui.people.hidden;
+    ui.peopleButton.setAttribute("aria-expanded", String(!ui.people.hidden));
+    layout();
+  });
+
+  ui.leave.addEventListener("click", () => {
+    if (notesTimer) { clearTimeout(notesTimer); sendNotes(); }
+    send({ type: "leave" });
+    finish("You left the huddle", "You can join again with the same link while the huddle is on.", true);
+  });
+
+  ui.rejoin.addEventListener("click", () => location.reload());
+
+  function announceState() {
+    if (state.you) {
+      state.you.audio = state.audio;
+      state.you.video = state.video;
+    }
+    send({ type: "state", audio: state.audio, video: state.video });
+    updateButtons();
+    render();
+  }
+
+  function updateButtons() {
+    const hasAudio = !!(state.local && state.local.getAudioTracks().length);
+    const hasVideo = !!(state.local && state.local.getVideoTracks().length);
+    ui.mute.disabled = !hasAudio;
+    ui.camera.disabled = !hasVideo;
+    ui.mute.textContent = state.audio ? "Mute" : "Unmute";
+    ui.mute.setAttribute("aria-pressed", String(!state.audio));
+    ui.camera.textContent = state.video ? "Camera off" : "Camera on";
+    ui.camera.setAttribute("aria-pressed", String(!state.video));
+  }
+
+  let toastTimer = null;
+  function showToast(text) {
+    ui.toast.textContent = text;
+    ui.toast.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { ui.toast.hidden = true; }, 6000);
+  }
+
+  function finish(title, text, canRejoin = false) {
+    if (state.finished) return;
+    state.finished = true;
+    if (state.ws) state.ws.close();
+    if (state.pc) state.pc.close();
+    if (state.local) for (const t of state.local.getTracks()) t.stop();
+    for (const tile of state.tiles.values()) tile.video.srcObject = null;
+    ui.prejoin.hidden = true;
+    ui.call.hidden = true;
+    ui.notice.hidden = false;
+    ui.noticeTitle.textContent = title;
+    ui.noticeText.textContent = text;
+    ui.rejoin.hidden = !canRejoin;
+  }
+})();

@@ -1,0 +1,349 @@
+"""Scenarios for the forwarding unit with real aiortc peers: publishers, subscribers, the server.
+
+Each publisher is an aiortc client sending VP8 (keyframes only at start and on PLI) and Opus to a
+server-side connection tapped by :func:`media.forwarding.tap_publisher`; each subscriber is an
+aiortc client answering a server-side connection whose senders come from
+:func:`media.forwarding.add_forwarding_transceiver`. Subscribers decode what they get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiortc.rtp import RtpPacket
+
+from media.forwarding import ForwardingStats, add_forwarding_transceiver
+from media.keyframes import PLI_MIN_INTERVAL, WAITING_RETRY_INTERVAL
+from tests.media.peers import (
+    Publisher,
+    Received,
+    Subscriber,
+    start_publisher,
+    start_subscriber,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Session:
+    """Publishers and subscribers of one test, closed at its end."""
+
+    def __init__(self) -> None:
+        self.stats = ForwardingStats()
+        self.publishers: list[Publisher] = []
+        self.subscribers: list[Subscriber] = []
+
+    async def publisher(self, **options: Any) -> Publisher:
+        publisher = await start_publisher(self.stats, **options)
+        self.publishers.append(publisher)
+        return publisher
+
+    async def subscriber(
+        self, attach_to: Publisher | None = None, codec: str = "vp8"
+    ) -> Subscriber:
+        """A connected subscriber; attached to ``attach_to`` before negotiation if given."""
+
+        def attach(subscriber: Subscriber) -> None:
+            if attach_to is not None:
+                attach_to.video.add_subscriber(subscriber.video.sender)
+                attach_to.audio.add_subscriber(subscriber.audio.sender)
+
+        subscriber = await start_subscriber(attach, codec=codec)
+        self.subscribers.append(subscriber)
+        return subscriber
+
+    async def close(self) -> None:
+        for peer in [*self.subscribers, *self.publishers]:
+            await peer.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[Session]:
+    session = Session()
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+def media_packets(subscriber: Subscriber) -> list[Received]:
+    """The video packets received on the sender's own SSRC (not retransmissions)."""
+    return [p for p in subscriber.packets if p.ssrc == subscriber.video.sender._ssrc]
+
+
+async def packets_sent(subscriber: Subscriber) -> int:
+    """How many video packets the server says it sent to ``subscriber`` (its sender's stats)."""
+    report = await subscriber.video.sender.getStats()
+    return int(next(s for s in report.values() if s.type == "outbound-rtp").packetsSent)
+
+
+def frames_after(subscriber: Subscriber, moment: float) -> int:
+    return sum(1 for at, _, _ in subscriber.frames if at > moment)
+
+
+async def test_two_subscribers_decode_audio_and_video_forwarded_untouched(
+    session: Session,
+) -> None:
+    publisher = await session.publisher()
+    alice = await session.subscriber(attach_to=publisher)
+    bob = await session.subscriber(attach_to=publisher)
+
+    for subscriber in (alice, bob):
+        await wait_for(lambda s=subscriber: len(s.frames) >= 20, 5, "20 decoded frames")
+        await wait_for(lambda s=subscriber: s.audio_frames >= 10, 5, "10 audio frames")
+        assert {(w, h) for _, w, h in subscriber.frames} == {(320, 240)}
+        # The stream starts at a keyframe and is the sender's own: its SSRC and mid.
+        first = subscriber.packets[0]
+        assert first.keyframe_start
+        sender = subscriber.video.sender
+        assert {p.ssrc for p in subscriber.packets} <= {sender._ssrc, sender._rtx_ssrc}
+        assert {p.mid for p in subscriber.packets} == {subscriber.video.mid}
+
+    # The publisher numbered VP8 120 (as browsers number theirs); the subscribers got aiortc's 97.
+    assert "a=rtpmap:120 VP8/90000" in publisher.server.remoteDescription.sdp
+    assert {p.payload_type for p in media_packets(alice)} == {97}
+    assert session.stats.packets_forwarded > 0
+    assert session.stats.bytes_forwarded > session.stats.packets_forwarded * 12
+    assert session.stats.keyframes_received >= 1
+    # The server-side senders' own statistics (what RTCP sender reports carry) are true.
+    report = await alice.video.sender.getStats()
+    outbound = next(s for s in report.values() if s.type == "outbound-rtp")
+    assert outbound.packetsSent >= len(alice.packets) > 0
+    # The publisher's audio level extension is readable at the tap.
+    assert publisher.audio.audio_level is not None
+
+
+async def test_late_joiner_gets_a_keyframe_first_and_video_within_a_second(
+    session: Session,
+) -> None:
+    publisher = await session.publisher()
+    early = await session.subscriber(attach_to=publisher)
+    await wait_for(lambda: len(early.frames) >= 30, 5, "the early subscriber's video")
+    keyframes_before = publisher.camera.keyframes_sent
+    plis_before = len(publisher.plis)
+
+    late = await session.subscriber()
+    loop = asyncio.get_running_loop()
+    joined = loop.time()
+    publisher.video.add_subscriber(late.video.sender)
+    publisher.audio.add_subscriber(late.audio.sender)
+
+    waited = await wait_for(lambda: len(late.frames) > 0, 1.0, "the late joiner's first frame")
+    assert waited < 1.0
+    assert len(publisher.plis) == plis_before + 1, "the late joiner asks for a keyframe at once"
+    assert publisher.plis[-1] - joined < 0.2
+    assert publisher.camera.keyframes_sent == keyframes_before + 1
+    assert late.packets[0].keyframe_start, "nothing is forwarded before the keyframe"
+    await wait_for(lambda: late.audio_frames > 0, 2, "the late joiner's audio")
+
+
+async def test_subscriber_attached_before_connecting_starts_once_connected(
+    session: Session,
+) -> None:
+    publisher = await session.publisher()
+    await asyncio.sleep(0.3)  # the publisher's first keyframe has gone by
+    subscriber = await session.subscriber(attach_to=publisher)
+    await wait_for(lambda: len(subscriber.frames) > 0, 2, "video once connected")
+    assert subscriber.packets[0].keyframe_start
+
+
+async def test_removed_subscriber_stops_receiving(session: Session) -> None:
+    publisher = await session.publisher()
+    staying = await session.subscriber(attach_to=publisher)
+    leaving = await session.subscriber(attach_to=publisher)
+    await wait_for(lambda: len(leaving.frames) >= 10, 5, "video before removal")
+
+    publisher.video.remove_subscriber(leaving.video.sender)
+    publisher.audio.remove_subscriber(leaving.audio.sender)
+    assert publisher.video.subscribers == [staying.video.sender]
+    sent = await packets_sent(leaving)
+    moment = asyncio.get_running_loop().time()
+    await wait_for(lambda: frames_after(staying, moment) >= 10, 5, "video for the one staying")
+
+    # Nothing more was sent, and the client got what was in flight and no more.
+    assert await packets_sent(leaving) == sent
+    assert len(media_packets(leaving)) <= sent
+
+
+async def test_reused_sender_continues_its_sequence_numbers_and_timestamps(
+    session: Session,
+) -> None:
+    first = await session.publisher(width=320, height=240)
+    second = await session.publisher(width=160, height=120)
+    subscriber = await session.subscriber(attach_to=first)
+    await wait_for(lambda: len(subscriber.frames) >= 10, 5, "the first publisher's video")
+
+    # The first publisher leaves; the same senders now carry the second one.
+    first.video.remove_subscriber(subscriber.video.sender)
+    first.audio.remove_subscriber(subscriber.audio.sender)
+    await asyncio.sleep(0.2)
+    switched = len(media_packets(subscriber))
+    second.video.add_subscriber(subscriber.video.sender)
+    second.audio.add_subscriber(subscriber.audio.sender)
+    await wait_for(
+        lambda: any(w == 160 for _, w, _ in subscriber.frames), 2, "the second publisher's video"
+    )
+
+    sender = subscriber.video.sender
+    assert {p.ssrc for p in subscriber.packets} <= {sender._ssrc, sender._rtx_ssrc}
+    media = media_packets(subscriber)
+    assert media[switched].keyframe_start
+    # One stream for the subscriber: consecutive numbers, timestamps moving forward.
+    for before, after in itertools.pairwise(media):
+        assert after.sequence_number == (before.sequence_number + 1) & 0xFFFF
+        assert 0 <= (after.timestamp - before.timestamp) & 0xFFFFFFFF < 0x80000000
+    # The gap in time shows in the timestamps (0.2 s at 90 kHz at least).
+    gap = (media[switched].timestamp - media[switched - 1].timestamp) & 0xFFFFFFFF
+    assert gap >= 0.2 * 90000
+
+
+async def test_lost_packets_are_resent_as_rtx_from_the_senders_history(
+    session: Session,
+) -> None:
+    publisher = await session.publisher()
+    subscriber = await session.subscriber(attach_to=publisher)
+    await wait_for(lambda: len(subscriber.frames) >= 5, 5, "video before the loss")
+    media_pt = subscriber.packets[0].payload_type
+    dropped: set[int] = set()
+
+    def lose_every_fifth(packet: RtpPacket) -> bool:
+        if packet.payload_type != media_pt or len(dropped) >= 10:
+            return False
+        if packet.sequence_number % 5 == 0 and packet.sequence_number not in dropped:
+            dropped.add(packet.sequence_number)
+            return True
+        return False
+
+    subscriber.drop = lose_every_fifth
+    await wait_for(lambda: len(dropped) >= 10, 5, "ten lost packets")
+    moment = asyncio.get_running_loop().time()
+    rtx_ssrc = subscriber.video.sender._rtx_ssrc
+
+    def resent() -> set[int]:
+        return {int.from_bytes(p.head, "big") for p in subscriber.packets if p.ssrc == rtx_ssrc}
+
+    await wait_for(lambda: dropped <= resent(), 3, "every lost packet resent")
+    assert {p.payload_type for p in subscriber.packets if p.ssrc == rtx_ssrc} != {media_pt}
+    assert session.stats.retransmits >= 10
+    assert session.stats.nacks_received >= session.stats.retransmits
+    # Video keeps decoding; nothing was asked of the publisher.
+    await wait_for(lambda: frames_after(subscriber, moment) >= 10, 3, "video after the loss")
+    assert len(publisher.plis) == 1
+
+
+async def test_subscriber_plis_reach_the_publisher_at_most_once_a_second(
+    session: Session,
+) -> None:
+    publisher = await session.publisher()
+    subscriber = await session.subscriber(attach_to=publisher)
+    await wait_for(lambda: len(subscriber.frames) >= 5, 5, "video")
+    await asyncio.sleep(PLI_MIN_INTERVAL)  # the joining subscriber's own PLI counts too
+    plis_before = len(publisher.plis)
+    requests_before = session.stats.keyframe_requests_received
+    receiver = subscriber.client_transceiver("video").receiver
+    media_ssrc = subscriber.packets[-1].ssrc
+
+    # The subscriber asks for a keyframe ten times in half a second, then no more.
+    for _ in range(10):
+        await receiver._send_rtcp_pli(media_ssrc)  # type: ignore[attr-defined]
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)
+
+    assert session.stats.keyframe_requests_received - requests_before == 10
+    # One at once; the rest deferred (not dropped) to one more, a second later.
+    upstream = publisher.plis[plis_before:]
+    assert len(upstream) == 2, upstream
+    gaps = [b - a for a, b in itertools.pairwise(upstream)]
+    # Sent a second apart; delivery on a loaded machine may jitter by tens of milliseconds.
+    assert min(gaps) >= PLI_MIN_INTERVAL * 0.8, gaps
+
+
+async def test_waiting_subscribers_keyframe_request_is_retried_until_answered(
+    session: Session,
+) -> None:
+    # This publisher loses the first two PLIs after the start and never sends keyframes itself.
+    publisher = await session.publisher(ignore_plis=2)
+    subscriber = await session.subscriber()
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.3)
+    joined = loop.time()
+    publisher.video.add_subscriber(subscriber.video.sender)
+
+    await wait_for(lambda: len(subscriber.frames) > 0, 2, "video after retries")
+    assert len(publisher.plis) == 3
+    gaps = [b - a for a, b in itertools.pairwise(publisher.plis)]
+    # Retried, not spammed: about one retry interval apart (timers run late on a loaded machine).
+    assert all(WAITING_RETRY_INTERVAL * 0.7 <= gap < 1.0 for gap in gaps), gaps
+    assert publisher.plis[0] - joined < 0.2, "asked at once, not after a retry interval"
+    # Held until the keyframe: the first packet forwarded is its first packet.
+    assert subscriber.packets[0].keyframe_start
+    assert subscriber.packets[0].at > publisher.plis[-1]
+
+
+async def test_closed_forwarder_detaches_subscribers_and_stops(session: Session) -> None:
+    publisher = await session.publisher()
+    subscriber = await session.subscriber(attach_to=publisher)
+    await wait_for(lambda: len(subscriber.frames) >= 5, 5, "video")
+
+    publisher.video.close()
+    forwarded = session.stats.packets_forwarded
+    sent = await packets_sent(subscriber)
+    # Audio still flows; only the closed video forwarder stopped.
+    await wait_for(lambda: session.stats.packets_forwarded > forwarded + 10, 5, "audio")
+
+    assert publisher.video.subscribers == []
+    assert await packets_sent(subscriber) == sent
+    # Its senders are free for another publisher.
+    other = await session.publisher(width=160, height=120)
+    other.video.add_subscriber(subscriber.video.sender)
+    await wait_for(lambda: subscriber.frames[-1][1] == 160, 3, "the other publisher's video")
+
+
+async def test_h264_is_forwarded_from_an_idr_and_decoded(session: Session) -> None:
+    publisher = await session.publisher(codec="h264")
+    early = await session.subscriber(attach_to=publisher, codec="h264")
+    await wait_for(lambda: len(early.frames) >= 10, 5, "H264 video")
+    late = await session.subscriber(codec="h264")
+    publisher.video.add_subscriber(late.video.sender)
+
+    await wait_for(lambda: len(late.frames) >= 5, 3, "the late joiner's H264 video")
+    for subscriber in (early, late):
+        assert subscriber.packets[0].keyframe_start
+        assert {p.payload_type for p in media_packets(subscriber)} == {99}  # publisher's: 122
+    assert {(w, h) for _, w, h in late.frames} == {(320, 240)}
+
+
+async def test_publishing_survives_the_renegotiation_of_its_own_connection(
+    session: Session,
+) -> None:
+    # One connection per participant, as in huddle: the server adds transceivers to Bob's
+    # publishing connection so that he receives Alice. The re-offer gives Bob's own m-lines
+    # aiortc's payload types (VP8 97, no longer 120), while his client goes on sending 120.
+    alice = await session.publisher()
+    bob = await session.publisher()
+    watcher = await session.subscriber(attach_to=bob)
+    await wait_for(lambda: len(watcher.frames) >= 5, 5, "Bob's video")
+
+    video = add_forwarding_transceiver(bob.server, "video")
+    audio = add_forwarding_transceiver(bob.server, "audio")
+    alice.video.add_subscriber(video.sender)
+    alice.audio.add_subscriber(audio.sender)
+    await bob.server.setLocalDescription(await bob.server.createOffer())
+    await bob.client.setRemoteDescription(bob.server.localDescription)
+    await bob.client.setLocalDescription(await bob.client.createAnswer())
+    await bob.server.setRemoteDescription(bob.client.localDescription)
+    moment = asyncio.get_running_loop().time()
+
+    received = next(t for t in bob.client.getTransceivers() if t.mid == video.mid)
+    try:
+        frame = await asyncio.wait_for(received.receiver.track.recv(), 2)
+    except TimeoutError:
+        print("DEBUG", alice.plis, alice.camera.keyframes_sent, video.sender.getStats and await video.sender.getStats(), alice.video._waiting, alice.video._active, received.receiver._RTCRtpReceiver__remote_streams, received.receiver._RTCRtpReceiver__started)
+        raise
+    assert (frame.width, frame.height) == (320, 240)
+    await wait_for(lambda: frames_after(watcher, moment) >= 20, 5, "Bob's video, still")

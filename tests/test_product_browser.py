@@ -1,0 +1,113 @@
+"""The whole loop in real Chromium: /meet typed in the web chat page, people join from the card,
+see and hear each other through our SFU, the card counts them, notes typed in the call land in
+the thread when it ends.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.conftest import new_media_context
+from tests.media.test_browser_call import (
+    TIMED_JOIN_JS,
+    assert_receiving,
+    join,
+    open_join_page,
+    participant_ids,
+)
+from tests.product import RunningHuddle, running_huddle
+
+pytestmark = pytest.mark.timeout(150)
+
+
+@pytest.fixture
+async def huddle(tmp_path: Path) -> AsyncIterator[RunningHuddle]:
+    async with running_huddle(tmp_path / "data", empty_grace=2.0) as running:
+        yield running
+
+
+async def chat_page(browser: Browser, base_url: str, user: str) -> Page:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{base_url}/chat/general")
+    await page.get_by_test_id("user-input").fill(user)
+    await page.get_by_test_id("user-input").dispatch_event("change")
+    return page
+
+
+async def test_meet_in_the_web_chat_then_a_call_through_our_sfu(
+    browser: Browser, huddle: RunningHuddle
+) -> None:
+    chat = await chat_page(browser, huddle.url, "alice")
+    await chat.get_by_test_id("chat-input").fill("/meet Design review")
+    await chat.get_by_test_id("chat-send").click()
+    card = chat.get_by_test_id("card").filter(has_text="Design review")
+    await card.wait_for()
+    join_link = card.get_by_test_id("card-button")
+    url = await join_link.get_attribute("href")
+    assert url is not None and url.startswith(f"{huddle.url}/h/") and "name=alice" in url
+
+    alice = await join(browser, huddle.url, url, "Alice")
+    bob = await join(browser, huddle.url, url, "Bob")
+    carol = await join(browser, huddle.url, url, "Carol")
+    ids = await participant_ids(carol)
+    await assert_receiving(alice, [ids["Bob"], ids["Carol"]])
+    await assert_receiving(bob, [ids["Alice"], ids["Carol"]])
+    await assert_receiving(carol, [ids["Alice"], ids["Bob"]])
+    await card.filter(has_text="3 in the huddle: Alice, Bob, Carol").wait_for()
+
+    await bob.get_by_test_id("leave-button").click()
+    await card.filter(has_text="2 in the huddle: Alice, Carol").wait_for()
+    await assert_receiving(alice, [ids["Carol"]])
+    await assert_receiving(carol, [ids["Alice"]])
+
+    dave = await open_join_page(browser, huddle.url, url, "Dave")
+    gc.collect()
+    elapsed_ms = await dave.evaluate(TIMED_JOIN_JS, 2)
+    assert elapsed_ms is not None and elapsed_ms < 1000, f"late joiner waited {elapsed_ms} ms"
+    await card.filter(has_text="3 in the huddle: Alice, Carol, Dave").wait_for()
+
+    # Shared notes: Alice writes, Carol sees it and adds; a reload keeps them.
+    await alice.get_by_test_id("notes-button").click()
+    await carol.get_by_test_id("notes-button").click()
+    await alice.get_by_test_id("notes").fill("DECISION: ship the beta on Friday")
+    await carol.wait_for_function(
+        "document.querySelector('[data-testid=notes]').value.includes('ship the beta')"
+    )
+    await carol.get_by_test_id("notes").press("End")
+    await carol.get_by_test_id("notes").type("\nTODO @bob write the changelog by tomorrow")
+    await alice.wait_for_function(
+        "document.querySelector('[data-testid=notes]').value.includes('changelog')"
+    )
+    await alice.reload(wait_until="domcontentloaded")
+    await alice.get_by_test_id("join-button").click()
+    await alice.get_by_test_id("leave-button").wait_for()
+    assert "changelog" in await alice.get_by_test_id("notes").input_value()
+
+    for page in (alice, carol, dave):
+        await page.get_by_test_id("leave-button").click()
+    await card.filter(has_text="Ended,").wait_for(timeout=15000)
+    thread = chat.locator("ol.thread > li").filter(has_text="Meeting notes: Design review")
+    await thread.wait_for(timeout=15000)
+    text = await thread.inner_text()
+    assert "Decisions:\n• ship the beta on Friday" in text
+    assert "@bob: write the changelog" in text
+    assert "Attendees: Alice" in text and "Bob" in text and "Dave" in text
+
+
+async def test_a_tampered_or_expired_link_gets_a_clear_403_page(
+    browser: Browser, huddle: RunningHuddle
+) -> None:
+    [card] = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
+    url = card["buttons"][0]["url"]
+    context = await new_media_context(browser, huddle.url)
+    page = await context.new_page()
+    response = await page.goto(url[:-3] + "AAA", wait_until="domcontentloaded")
+    assert response is not None and response.status == 403
+    assert "not valid" in (await page.inner_text("body"))
+    assert await page.get_by_test_id("join-button").count() == 0
