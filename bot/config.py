@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class Settings:
     #: Secret that signs join links; read from HUDDLE_SECRET or kept in the data dir.
     secret: bytes = field(default=b"", repr=False)
     log_level: str = "INFO"
+    #: Names this process among several sharing a database (default ``hostname:port``).
+    node: str = ""
     # Slack (adapters/slack): Socket Mode with an app token, else HTTP mode with a signing secret.
     slack_bot_token: str = field(default="", repr=False)
     slack_app_token: str = field(default="", repr=False)
@@ -71,6 +74,7 @@ class Settings:
             link_ttl=_float_env("HUDDLE_LINK_TTL", cls.link_ttl),
             secret=os.environ.get("HUDDLE_SECRET", "").encode(),
             log_level=os.environ.get("HUDDLE_LOG_LEVEL", "INFO").upper(),
+            node=os.environ.get("HUDDLE_NODE", ""),
             slack_bot_token=os.environ.get("SLACK_BOT_TOKEN", ""),
             slack_app_token=os.environ.get("SLACK_APP_TOKEN", ""),
             slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
@@ -89,6 +93,8 @@ class Settings:
             self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'huddle.db').resolve()}"
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}"
+        if not self.node:
+            self.node = f"{socket.gethostname()}:{self.port}"
         self.public_url = self.public_url.rstrip("/")
         if not self.secret:
             self.secret = self._stored_secret()

@@ -74,8 +74,11 @@ class HuddleService:
         """Listen to the media core and pick up huddles left open by a previous process."""
         self.media.subscribe(self.on_media_event)
         now = self.clock()
-        closed = await self.store.close_stale_attendance(now)
+        closed = await self.store.close_stale_attendance(now, self.settings.node)
         for huddle in await self.store.open_huddles():
+            stays = await self.store.attendance(huddle.id)
+            if any(stay.left_at is None for stay in stays):
+                continue  # people are in it on another process; that one keeps its timers
             # Nobody is connected after a restart: give people the grace period to come back.
             delay = (
                 self.settings.empty_grace
@@ -208,7 +211,7 @@ class HuddleService:
             return  # the minutes keep the notes
         if isinstance(event, ParticipantJoined):
             await self.store.record_join(
-                event.huddle_id, event.participant_id, event.name, event.at
+                event.huddle_id, event.participant_id, event.name, event.at, self.settings.node
             )
             await self.store.mark_first_joined(event.huddle_id, event.at)
             handle = self._end_timers.pop(event.huddle_id, None)

@@ -232,3 +232,8 @@ huddle_shares = Table(
     Column("shared_by", String(128), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
 )
+
+# Which process's media server a participant is connected to (migration 0005), so a process
+# restarting closes only its own stale stays, never those of a sibling sharing the database.
+attendance_node = Column("node", String(128), nullable=True)
+attendance.append_column(attendance_node)

@@ -165,13 +165,17 @@ class Store:
     # Attendance
 
     async def record_join(
-        self, huddle_id: str, participant_id: str, name: str, at: datetime
+        self, huddle_id: str, participant_id: str, name: str, at: datetime, node: str = ""
     ) -> None:
-        """Log that a participant came in."""
+        """Log that a participant came in (on the media server of process ``node``)."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 insert(attendance).values(
-                    huddle_id=huddle_id, participant_id=participant_id, name=name, joined_at=at
+                    huddle_id=huddle_id,
+                    participant_id=participant_id,
+                    name=name,
+                    joined_at=at,
+                    node=node or None,
                 )
             )
 
@@ -209,12 +213,16 @@ class Store:
             for row in rows
         ]
 
-    async def close_stale_attendance(self, at: datetime) -> int:
-        """After a restart nobody is connected: close stays left open by the previous process."""
+    async def close_stale_attendance(self, at: datetime, node: str = "") -> int:
+        """After a restart nobody is connected here: close stays this ``node`` left open.
+
+        Stays held by other processes sharing the database are left alone.
+        """
+        query = update(attendance).where(attendance.c.left_at.is_(None))
+        if node:
+            query = query.where(or_(attendance.c.node == node, attendance.c.node.is_(None)))
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(attendance).where(attendance.c.left_at.is_(None)).values(left_at=at)
-            )
+            result = await conn.execute(query.values(left_at=at))
         return int(result.rowcount)
 
     # The outbox of posts

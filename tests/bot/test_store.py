@@ -72,9 +72,12 @@ async def test_stale_attendance_is_closed_after_a_restart(database_url: str) -> 
     store = await Store.open(database_url)
     try:
         await store.add_huddle(_huddle("ccc333"))
-        await store.record_join("ccc333", "p-1", "Alice", T0)
-        assert await store.close_stale_attendance(T0 + timedelta(hours=1)) == 1
-        assert (await store.attendance("ccc333"))[0].left_at == T0 + timedelta(hours=1)
+        await store.record_join("ccc333", "p-1", "Alice", T0, node="host-a:8080")
+        await store.record_join("ccc333", "p-2", "Bob", T0, node="host-b:8080")
+        # host-a restarted: its own stays are stale, host-b's people are still in the call.
+        assert await store.close_stale_attendance(T0 + timedelta(hours=1), "host-a:8080") == 1
+        alice, bob = await store.attendance("ccc333")
+        assert alice.left_at == T0 + timedelta(hours=1) and bob.left_at is None
     finally:
         await store.close()
 

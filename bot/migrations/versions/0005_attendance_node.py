@@ -1,0 +1,23 @@
+"""Attendance rows name the process whose media server holds the participant.
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("attendance") as batch:
+        batch.add_column(sa.Column("node", sa.String(128), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("attendance") as batch:
+        batch.drop_column("node")
