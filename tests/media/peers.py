@@ -152,6 +152,8 @@ class Publisher:
     forwarders: dict[str, TrackForwarder]
     #: Loop times at which the publisher received a PLI (answered or not).
     plis: list[float] = field(default_factory=list)
+    #: Loop times at which the server sent the publisher a PLI (arrival may lag under load).
+    plis_sent: list[float] = field(default_factory=list)
     #: How many of the next PLIs to ignore, as a publisher that loses them would.
     ignore_plis: int = 0
 
@@ -239,8 +241,17 @@ async def start_publisher(
     }
     await server.setLocalDescription(await server.createAnswer())
     publisher = Publisher(client, server, camera, forwarders, ignore_plis=ignore_plis)
-    # Observe PLIs where aiortc delivers them to the publishing sender.
+    # Observe PLIs where aiortc sends them from the server and delivers them to the publisher.
     video_sender._send_keyframe = publisher._on_pli  # type: ignore[method-assign]
+    tapped: Any = forwarders["video"].receiver
+    send_pli: Callable[[int], Awaitable[None]] = tapped._send_rtcp_pli
+
+    def record_pli(media_ssrc: int) -> Awaitable[None]:
+        # Noted when the forwarder decides to send, not when the sending task gets to run.
+        publisher.plis_sent.append(asyncio.get_running_loop().time())
+        return send_pli(media_ssrc)
+
+    tapped._send_rtcp_pli = record_pli
     await client.setRemoteDescription(server.localDescription)
     await wait_for(
         lambda: client.connectionState == "connected" == server.connectionState,

@@ -125,7 +125,6 @@ async def test_late_joiner_gets_a_keyframe_first_and_video_within_a_second(
     early = await session.subscriber(attach_to=publisher)
     await wait_for(lambda: len(early.frames) >= 30, 5, "the early subscriber's video")
     keyframes_before = publisher.camera.keyframes_sent
-    plis_before = len(publisher.plis)
 
     late = await session.subscriber()
     loop = asyncio.get_running_loop()
@@ -135,9 +134,9 @@ async def test_late_joiner_gets_a_keyframe_first_and_video_within_a_second(
 
     waited = await wait_for(lambda: len(late.frames) > 0, 1.0, "the late joiner's first frame")
     assert waited < 1.0
-    assert len(publisher.plis) == plis_before + 1, "the late joiner asks for a keyframe at once"
-    assert publisher.plis[-1] - joined < 0.2
-    assert publisher.camera.keyframes_sent == keyframes_before + 1
+    asked = [at - joined for at in publisher.plis_sent if at >= joined]
+    assert asked and asked[0] < 0.2, "the late joiner asks for a keyframe at once"
+    assert publisher.camera.keyframes_sent > keyframes_before
     assert late.packets[0].keyframe_start, "nothing is forwarded before the keyframe"
     await wait_for(lambda: late.audio_frames > 0, 2, "the late joiner's audio")
 
@@ -243,10 +242,10 @@ async def test_subscriber_plis_reach_the_publisher_at_most_once_a_second(
     subscriber = await session.subscriber(attach_to=publisher)
     await wait_for(lambda: len(subscriber.frames) >= 5, 5, "video")
     await asyncio.sleep(PLI_MIN_INTERVAL)  # the joining subscriber's own PLI counts too
-    plis_before = len(publisher.plis)
     requests_before = session.stats.keyframe_requests_received
     receiver = subscriber.client_transceiver("video").receiver
     media_ssrc = subscriber.packets[-1].ssrc
+    start = asyncio.get_running_loop().time()
 
     # The subscriber asks for a keyframe ten times in half a second, then no more.
     for _ in range(10):
@@ -254,13 +253,13 @@ async def test_subscriber_plis_reach_the_publisher_at_most_once_a_second(
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.5)
 
-    assert session.stats.keyframe_requests_received - requests_before == 10
-    # One at once; the rest deferred (not dropped) to one more, a second later.
-    upstream = publisher.plis[plis_before:]
+    assert session.stats.keyframe_requests_received - requests_before >= 10
+    # One at once; the rest deferred (not dropped) to one more, a second later. (Anything the
+    # subscriber itself asks for later, a loaded machine making it lose packets, comes later.)
+    upstream = [at for at in publisher.plis_sent if start <= at < start + 1.5]
     assert len(upstream) == 2, upstream
-    gaps = [b - a for a, b in itertools.pairwise(upstream)]
-    # Sent a second apart; delivery on a loaded machine may jitter by tens of milliseconds.
-    assert min(gaps) >= PLI_MIN_INTERVAL * 0.8, gaps
+    assert upstream[1] - upstream[0] >= PLI_MIN_INTERVAL * 0.99, upstream
+    await wait_for(lambda: len(publisher.plis) >= len(publisher.plis_sent), 2, "PLIs to arrive")
 
 
 async def test_waiting_subscribers_keyframe_request_is_retried_until_answered(
@@ -275,11 +274,11 @@ async def test_waiting_subscribers_keyframe_request_is_retried_until_answered(
     publisher.video.add_subscriber(subscriber.video.sender)
 
     await wait_for(lambda: len(subscriber.frames) > 0, 2, "video after retries")
-    assert len(publisher.plis) == 3
-    gaps = [b - a for a, b in itertools.pairwise(publisher.plis)]
-    # Retried, not spammed: about one retry interval apart (timers run late on a loaded machine).
-    assert all(WAITING_RETRY_INTERVAL * 0.7 <= gap < 1.0 for gap in gaps), gaps
-    assert publisher.plis[0] - joined < 0.2, "asked at once, not after a retry interval"
+    assert len(publisher.plis) == 3  # two lost, the third answered
+    # Retried, not spammed: a retry interval apart, or more when timers run late under load.
+    gaps = [b - a for a, b in itertools.pairwise(publisher.plis_sent)]
+    assert len(gaps) == 2 and all(gap >= WAITING_RETRY_INTERVAL * 0.97 for gap in gaps), gaps
+    assert publisher.plis_sent[0] - joined < 0.2, "asked at once, not after a retry interval"
     # Held until the keyframe: the first packet forwarded is its first packet.
     assert subscriber.packets[0].keyframe_start
     assert subscriber.packets[0].at > publisher.plis[-1]
@@ -340,10 +339,6 @@ async def test_publishing_survives_the_renegotiation_of_its_own_connection(
     moment = asyncio.get_running_loop().time()
 
     received = next(t for t in bob.client.getTransceivers() if t.mid == video.mid)
-    try:
-        frame = await asyncio.wait_for(received.receiver.track.recv(), 2)
-    except TimeoutError:
-        print("DEBUG", alice.plis, alice.camera.keyframes_sent, video.sender.getStats and await video.sender.getStats(), alice.video._waiting, alice.video._active, received.receiver._RTCRtpReceiver__remote_streams, received.receiver._RTCRtpReceiver__started)
-        raise
+    frame = await asyncio.wait_for(received.receiver.track.recv(), 3)
     assert (frame.width, frame.height) == (320, 240)
     await wait_for(lambda: frames_after(watcher, moment) >= 20, 5, "Bob's video, still")
