@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    Table,
     event,
     func,
     insert,
@@ -101,6 +102,24 @@ class Store:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
+
+    async def _upsert(self, table: Table, keys: dict[str, Any], values: dict[str, Any]) -> None:
+        """Update the row with ``keys`` or insert it; portable across SQLite and PostgreSQL.
+
+        Two writers racing to insert the same new row: the loser's insert fails on the primary
+        key and it updates instead.
+        """
+        match = [table.c[name] == value for name, value in keys.items()]
+        for _ in range(2):
+            try:
+                async with self.engine.begin() as conn:
+                    result = await conn.execute(update(table).where(*match).values(**values))
+                    if not result.rowcount:
+                        await conn.execute(insert(table).values(**keys, **values))
+                return
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not write {table.name} {keys}")
 
     # Huddles
 
@@ -525,22 +544,11 @@ class Store:
 
     async def set_rsvp(self, rsvp: Rsvp, at: datetime) -> None:
         """Record (or change) someone's answer."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(rsvps)
-                .where(rsvps.c.meeting_id == rsvp.meeting_id, rsvps.c.user_id == rsvp.user_id)
-                .values(answer=rsvp.answer, user_name=rsvp.user_name, at=at)
-            )
-            if not result.rowcount:
-                await conn.execute(
-                    insert(rsvps).values(
-                        meeting_id=rsvp.meeting_id,
-                        user_id=rsvp.user_id,
-                        user_name=rsvp.user_name,
-                        answer=rsvp.answer,
-                        at=at,
-                    )
-                )
+        await self._upsert(
+            rsvps,
+            {"meeting_id": rsvp.meeting_id, "user_id": rsvp.user_id},
+            {"answer": rsvp.answer, "user_name": rsvp.user_name, "at": at},
+        )
 
     async def rsvps(self, meeting_id: str) -> list[Rsvp]:
         """Every answer to a meeting, in the order given."""
@@ -556,18 +564,11 @@ class Store:
 
     async def save_notes(self, huddle_id: str, text: str, by: str, at: datetime) -> None:
         """Replace a huddle's shared notes."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(huddle_notes)
-                .where(huddle_notes.c.huddle_id == huddle_id)
-                .values(text=text, updated_by=by, updated_at=at)
-            )
-            if not result.rowcount:
-                await conn.execute(
-                    insert(huddle_notes).values(
-                        huddle_id=huddle_id, text=text, updated_by=by, updated_at=at
-                    )
-                )
+        await self._upsert(
+            huddle_notes,
+            {"huddle_id": huddle_id},
+            {"text": text, "updated_by": by, "updated_at": at},
+        )
 
     async def notes(self, huddle_id: str) -> str:
         """A huddle's shared notes ("" if nobody wrote any)."""
@@ -642,24 +643,11 @@ class Store:
         self, huddle_id: str, participant_id: str, name: str, score: int, at: datetime
     ) -> None:
         """Record (or change) one participant's 1-5 rating of a call."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(feedback)
-                .where(
-                    feedback.c.huddle_id == huddle_id, feedback.c.participant_id == participant_id
-                )
-                .values(score=score, name=name, at=at)
-            )
-            if not result.rowcount:
-                await conn.execute(
-                    insert(feedback).values(
-                        huddle_id=huddle_id,
-                        participant_id=participant_id,
-                        name=name,
-                        score=score,
-                        at=at,
-                    )
-                )
+        await self._upsert(
+            feedback,
+            {"huddle_id": huddle_id, "participant_id": participant_id},
+            {"score": score, "name": name, "at": at},
+        )
 
     async def feedback_scores(self, huddle_id: str) -> list[int]:
         """Every rating given for a huddle."""
@@ -707,15 +695,8 @@ class Store:
     async def set_zone(self, table: str, platform: str, key: str, zone: str) -> None:
         """Remember a user's (``table="user"``) or channel's (``"channel"``) time zone."""
         target = user_prefs if table == "user" else channel_prefs
-        column = target.c.user_id if table == "user" else target.c.channel_id
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(target).where(target.c.platform == platform, column == key).values(zone=zone)
-            )
-            if not result.rowcount:
-                await conn.execute(
-                    insert(target).values({"platform": platform, column.name: key, "zone": zone})
-                )
+        column = "user_id" if table == "user" else "channel_id"
+        await self._upsert(target, {"platform": platform, column: key}, {"zone": zone})
 
     async def zone_of(self, table: str, platform: str, key: str) -> str | None:
         """A user's or channel's stored time zone."""
