@@ -8,7 +8,11 @@ goes there, creating the thread first if it is missing.
 Delivery is safe to retry. A send carries a nonce derived from the post's key and discord.py sets
 ``enforce_nonce``, so if Discord created the message but the answer was lost (a 5xx, a dropped
 connection) the retry gets the same message back instead of a second one. Failures raise; the core
-decides when to try again.
+decides when to try again, except for those that can never succeed (a user who takes no direct
+messages, a channel that is gone or closed to the bot): they raise ``Undeliverable`` and the core
+gives the post up.
+
+Scheduled meetings are mirrored as Discord scheduled events (:mod:`.scheduled_events`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import discord
 from aiohttp import web
 
 from adapters.discord import endpoints
-from adapters.discord.client import HuddleClient
+from adapters.discord.client import DiscordNotConnected, HuddleClient
 from adapters.discord.interactions import Interactions
 from adapters.discord.meet import meet_command
 from adapters.discord.messages import (
@@ -35,26 +39,43 @@ from adapters.discord.messages import (
     render_post,
     thread_name,
 )
+from adapters.discord.scheduled_events import MeetingEvents
 from bot.commands import Commands
 from bot.config import Settings
-from bot.types import HuddleSnapshot, Post
+from bot.delivery import Undeliverable
+from bot.types import HuddleSnapshot, MeetingSnapshot, Post
 
 log = logging.getLogger("huddle.discord")
 
 #: Discord's error codes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
+UNKNOWN_USER = 10013
+MISSING_ACCESS = 50001
+CANNOT_MESSAGE_USER = 50007
+MISSING_PERMISSIONS = 50013
+INVALID_RECIPIENTS = 50033
 THREAD_ALREADY_CREATED = 160004
+
+#: Refusals that no retry can change: the post is given up (an admin fixing permissions later
+#: gets the next post, not this one).
+NEVER_DELIVERABLE = frozenset(
+    {
+        UNKNOWN_CHANNEL,
+        UNKNOWN_MESSAGE,  # a thread's parent card was deleted before its thread was opened
+        UNKNOWN_USER,
+        MISSING_ACCESS,
+        CANNOT_MESSAGE_USER,
+        MISSING_PERMISSIONS,
+        INVALID_RECIPIENTS,
+    }
+)
 
 #: Notes threads stay open a week after the last message (Discord's longest auto-archive).
 THREAD_ARCHIVE_MINUTES: Literal[10080] = 10080
 
 #: Waits between attempts to log in or sync while Discord (or the network) is unreachable.
 RETRY_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-
-
-class DiscordNotConnected(Exception):
-    """A post arrived before the bot logged in; the core retries it later."""
 
 
 class DiscordAdapter:
@@ -65,6 +86,7 @@ class DiscordAdapter:
     def __init__(self, settings: Settings, commands: Commands) -> None:
         self.settings = settings
         self.interactions = Interactions(commands)
+        self.events = MeetingEvents(commands.meetings, self._ready_client)
         self._client: HuddleClient | None = None
         self._runner: asyncio.Task[None] | None = None
         self._logged_in = asyncio.Event()
@@ -84,12 +106,16 @@ class DiscordAdapter:
         self._client = HuddleClient(
             [meet_command(self.interactions.meet)],
             self.interactions.action,
+            interest_handler=self.events.interest_changed,
+            ready_handler=self.events.recount_all,
             gateway_override=gateway,
         )
         self._runner = asyncio.create_task(self._run(self._client), name="discord")
+        self.events.start()
 
     async def stop(self) -> None:
         """Close the gateway and the HTTP session; give up on a login still being retried."""
+        await self.events.stop()
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -102,6 +128,13 @@ class DiscordAdapter:
         if self._client is None or not self._logged_in.is_set() or self._client.is_closed():
             raise DiscordNotConnected("the Discord bot is not logged in (yet)")
         return self._client
+
+    async def _ready_client(self) -> HuddleClient:
+        """The client once logged in and its guilds have arrived (events need the guild cache)."""
+        await self._logged_in.wait()
+        client = self.client
+        await client.wait_until_ready()
+        return client
 
     async def _run(self, client: HuddleClient) -> None:
         try:
@@ -162,6 +195,14 @@ class DiscordAdapter:
         In the thread under ``thread_ref`` if given, as a direct message if ``post.to_user`` is set,
         else in the post's channel, with a notes thread opened under it.
         """
+        try:
+            return await self._send(post, thread_ref)
+        except discord.HTTPException as exc:
+            if exc.code in NEVER_DELIVERABLE:
+                raise Undeliverable(f"discord refused for good: {exc}") from exc
+            raise
+
+    async def _send(self, post: Post, thread_ref: str | None) -> str:
         client = self.client
         rendered = render_post(post)
         nonce = nonce_for(post.key)
@@ -188,6 +229,7 @@ class DiscordAdapter:
 
         A message someone deleted (or whose channel went) stays gone: retrying cannot bring it
         back and posting it again would undo a moderator, so that edit is dropped with a warning.
+        One the bot may no longer edit (permissions taken away) is given up.
         """
         where = MessageRef.parse(ref)
         rendered = render_post(post)
@@ -205,9 +247,17 @@ class DiscordAdapter:
             if exc.code not in (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL):
                 raise
             log.warning("edit dropped: message deleted on Discord ref=%s key=%s", ref, post.key)
+        except discord.HTTPException as exc:
+            if exc.code in NEVER_DELIVERABLE:
+                raise Undeliverable(f"discord refused for good: {exc}") from exc
+            raise
 
     async def on_huddle(self, snapshot: HuddleSnapshot) -> None:
         """Discord has no native call to mirror; the card carries everything."""
+
+    async def on_meeting(self, snapshot: MeetingSnapshot) -> None:
+        """Keep the meeting's Discord scheduled event in step, in the background (never raises)."""
+        self.events.mirror(snapshot)
 
     async def _send_to(
         self, client: HuddleClient, channel_id: int, rendered: Rendered, nonce: str

@@ -30,6 +30,8 @@ CARD_COLOUR = discord.Colour(0x5865F2)
 NO_MENTIONS = discord.AllowedMentions.none()
 
 _MASKED_LINK = re.compile(r"\]\(")
+#: What the core writes as markdown on purpose: code spans (ids, commands) and time markup.
+_CORE_MARKUP = re.compile(r"`[^`\n]+`|<t:\d{1,12}\|[^>]*>")
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,24 @@ def _unmask(text: str) -> str:
     return _MASKED_LINK.sub("]\u200b(", text)
 
 
+def _escape(text: str) -> str:
+    """Markdown in what people typed (names, titles) shows as typed; the core's own stays live.
+
+    A participant called ``*bob*`` or ``> x`` would otherwise turn the card bold or quoted.
+    """
+    pieces: list[str] = []
+    at = 0
+    for markup in _CORE_MARKUP.finditer(text):
+        pieces.append(discord.utils.escape_markdown(text[at : markup.start()]))
+        pieces.append(markup.group())
+        at = markup.end()
+    pieces.append(discord.utils.escape_markdown(text[at:]))
+    return "".join(pieces)
+
+
 def _body(text: str) -> str:
     """Message text: times as Discord timestamps, shown in each reader's own zone and language."""
-    return render_times(_unmask(text), lambda unix, _: f"<t:{unix}:F>")
+    return render_times(_escape(_unmask(text)), lambda unix, _: f"<t:{unix}:F>")
 
 
 def _title(text: str) -> str:

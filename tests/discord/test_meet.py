@@ -21,6 +21,7 @@ from tests.fakes.discord import (
     EMBED_LINKS,
     EPHEMERAL,
     IDENTIFY,
+    INTENT_GUILD_SCHEDULED_EVENTS,
     INTENT_GUILDS,
     SEND_MESSAGES,
     FakeDiscord,
@@ -68,9 +69,10 @@ async def test_login_syncs_exactly_the_manifest_commands_to_the_guild(
     assert scope == str(fake_discord.guild_id)
     assert synced == json.loads(MANIFEST.read_text())
     assert discord_adapter(huddle).synced == synced
-    # Nothing privileged, nothing unused: slash commands arrive whatever the intents.
+    # Nothing privileged, nothing unused: slash commands arrive whatever the intents; event
+    # subscriptions are the RSVP count of scheduled meetings.
     [identify] = fake_discord.ops(IDENTIFY)
-    assert identify["d"]["intents"] == INTENT_GUILDS
+    assert identify["d"]["intents"] == INTENT_GUILDS | INTENT_GUILD_SCHEDULED_EVENTS
     async with huddle.http.get(f"{huddle.url}/healthz") as response:
         assert "discord" in (await response.json())["platforms"]
 
@@ -229,3 +231,22 @@ async def test_a_card_a_moderator_deleted_stays_deleted(
         await huddle.parts.publisher.flush()  # the edit is settled, not retried forever
     assert fake_discord.channel_messages(fake_discord.general_id) == []
     assert "edit dropped: message deleted on Discord" in caplog.text
+
+
+async def test_names_people_typed_show_as_typed_on_the_card(
+    huddle: RunningHuddle, fake_discord: FakeDiscord
+) -> None:
+    card = await meet(fake_discord, "Retro")
+    record = await huddle.parts.store.huddle(huddle_id(card))
+    assert record is not None
+    # What the core writes when "**Mallory**" and "> _x_" are in the call.
+    post = Post(
+        key=record.card_key,
+        channel=record.channel,
+        title="Retro",
+        text=f"Started by Alice · id `{record.id}`\n2 in the huddle: **Mallory**, > _x_",
+    )
+    await discord_adapter(huddle).edit(f"{card['channel_id']}/{card['id']}", post)
+    assert card_text(fake_discord, card["id"]) == (
+        f"Started by Alice · id `{record.id}`\n2 in the huddle: \\*\\*Mallory\\*\\*, > \\_x\\_"
+    )

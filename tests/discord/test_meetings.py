@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import replace
 
-import discord
 import pytest
 
+from bot.delivery import Undeliverable
 from bot.types import Button, ChannelRef, Post
 from tests.discord.conftest import discord_adapter
 from tests.fakes.discord import FakeDiscord
@@ -69,8 +70,18 @@ async def test_private_posts_go_by_direct_message(
     assert await adapter.send(reminder, None) == ref
     assert len(fake_discord.channel_messages(channel_id)) == 1
 
-    # Carol accepts no DMs from server members: the failure is raised for the outbox to see.
+    # Carol accepts no DMs from server members: Discord will never take it, so it is tried once.
     carol = fake_discord.user("Carol")
     fake_discord.closed_dms.add(carol.id)
-    with pytest.raises(discord.Forbidden):
-        await adapter.send(replace(reminder, key="k2", to_user=str(carol.id)), None)
+    refused = replace(reminder, key="meeting/x/remind/carol", to_user=str(carol.id))
+    assert await huddle.parts.publisher.publish(refused, wait=1.0) is None
+    async with asyncio.timeout(5):
+        await huddle.parts.publisher.flush()
+    await asyncio.sleep(1.0)  # a retry would have come after 0.5 s
+    dm = fake_discord.dm_with(carol)
+    assert dm is not None
+    attempts = [r for r in fake_discord.requests if r.path == f"/channels/{dm['id']}/messages"]
+    assert [r.status for r in attempts] == [403]
+    assert await huddle.parts.store.post_ref(refused.key) is None
+    with pytest.raises(Undeliverable, match="50007"):
+        await adapter.send(refused, None)

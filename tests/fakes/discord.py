@@ -15,6 +15,10 @@ CommandTree code runs against it:
   accepts text frames even when it asked for zlib-stream).
 - Interactions: :meth:`FakeDiscord.invoke` is someone typing a slash command; the 3-second deadline
   for the first response and the 15-minute webhook token are enforced.
+- Guild scheduled events (external ones): list/create/get/modify/delete with ``with_user_count``,
+  the documented limits, permissions and status transitions, and their gateway events.
+  :meth:`FakeDiscord.subscribe` is someone marking an event "interested";
+  :meth:`FakeDiscord.begin_event` is Discord starting an external event at its start time.
 
 Tests only; product code never imports this.
 """
@@ -48,6 +52,7 @@ HELLO = 10
 HEARTBEAT_ACK = 11
 INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_GUILD_SCHEDULED_EVENTS = 1 << 16
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 VIEW_CHANNEL = 1 << 10
@@ -57,6 +62,7 @@ READ_MESSAGE_HISTORY = 1 << 16
 MANAGE_EVENTS = 1 << 33
 CREATE_PUBLIC_THREADS = 1 << 35
 SEND_MESSAGES_IN_THREADS = 1 << 38
+CREATE_EVENTS = 1 << 44
 BOT_PERMISSIONS = (
     VIEW_CHANNEL
     | SEND_MESSAGES
@@ -75,6 +81,18 @@ HAS_THREAD = 1 << 5
 # Interaction callback types.
 CHANNEL_MESSAGE_WITH_SOURCE = 4
 DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE = 5
+
+# Guild scheduled events (https://discord.com/developers/docs/resources/guild-scheduled-event).
+EVENT_SCHEDULED = 1
+EVENT_ACTIVE = 2
+EVENT_COMPLETED = 3
+EVENT_CANCELED = 4
+#: SCHEDULED -> ACTIVE -> COMPLETED, SCHEDULED -> CANCELED; nothing after COMPLETED or CANCELED.
+EVENT_TRANSITIONS = {(EVENT_SCHEDULED, EVENT_ACTIVE), (EVENT_ACTIVE, EVENT_COMPLETED)}
+EVENT_TRANSITIONS |= {(EVENT_SCHEDULED, EVENT_CANCELED)}
+ENTITY_EXTERNAL = 3
+PRIVACY_GUILD_ONLY = 2
+MAX_UNCOMPLETED_EVENTS = 100
 
 INTERACTION_DEADLINE = 3.0
 WEBHOOK_TOKEN_TTL = 15 * 60.0
@@ -110,6 +128,23 @@ class DiscordError(Exception):
 
 def _invalid_form(message: str) -> DiscordError:
     return DiscordError(400, 50035, f"Invalid Form Body: {message}")
+
+
+def _flag(value: str | None) -> bool:
+    """Discord's boolean query strings."""
+    return value in ("1", "true", "True")
+
+
+def _timestamp(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise _invalid_form(f"{field}: This field is required")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _invalid_form(f"{field}: Could not interpret {value!r} as a date") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -232,6 +267,12 @@ class FakeDiscord:
         self.users: dict[str, FakeUser] = {}
         #: Users who turned off direct messages from server members.
         self.closed_dms: set[int] = set()
+        #: The bot's guild-level permissions (scheduled events are checked against these).
+        self.guild_permissions = BOT_PERMISSIONS
+        #: Guild scheduled events by id (deleted ones are removed).
+        self.scheduled_events: dict[int, dict[str, Any]] = {}
+        #: Who marked each scheduled event "interested", in order.
+        self.event_subscribers: dict[int, list[int]] = {}
         self.messages: dict[int, dict[str, Any]] = {}
         #: Every version of each message, oldest first (PATCHes append).
         self.revisions: dict[int, list[dict[str, Any]]] = {}
@@ -302,6 +343,11 @@ class FakeDiscord:
             ("GET", "/channels/{channel}/messages/{message}", self._get_message),
             ("PATCH", "/channels/{channel}/messages/{message}", self._edit_message),
             ("POST", "/channels/{channel}/messages/{message}/threads", self._start_thread),
+            ("GET", "/guilds/{guild}/scheduled-events", self._list_events),
+            ("POST", "/guilds/{guild}/scheduled-events", self._create_event),
+            ("GET", "/guilds/{guild}/scheduled-events/{event}", self._get_event),
+            ("PATCH", "/guilds/{guild}/scheduled-events/{event}", self._edit_event),
+            ("DELETE", "/guilds/{guild}/scheduled-events/{event}", self._delete_event),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, self._wrap(handler))
@@ -348,6 +394,13 @@ class FakeDiscord:
             self.users[name] = FakeUser(self.ids.next(), name.lower(), global_name=name)
         return self.users[name]
 
+    def dm_with(self, user: FakeUser) -> dict[str, Any] | None:
+        """The bot's direct-message channel with ``user``, once opened."""
+        for channel in self.channels.values():
+            if channel["type"] == 1 and channel["recipients"][0]["id"] == str(user.id):
+                return channel
+        return None
+
     def fail(
         self,
         method: str,
@@ -366,6 +419,53 @@ class FakeDiscord:
     def delete_message(self, message_id: int) -> None:
         """A moderator deletes a message (its thread stays, as on Discord)."""
         del self.messages[message_id]
+
+    def live_events(self) -> list[dict[str, Any]]:
+        """The scheduled events people see as upcoming or happening (SCHEDULED or ACTIVE)."""
+        return [
+            e
+            for e in self.scheduled_events.values()
+            if e["status"] in (EVENT_SCHEDULED, EVENT_ACTIVE)
+        ]
+
+    async def subscribe(self, event_id: int, user: str) -> None:
+        """``user`` marks the event "interested": GUILD_SCHEDULED_EVENT_USER_ADD goes out."""
+        event = self.scheduled_events[event_id]
+        assert event["status"] in (EVENT_SCHEDULED, EVENT_ACTIVE), "Discord hides finished events"
+        member = self.user(user)
+        subscribers = self.event_subscribers.setdefault(event_id, [])
+        if member.id in subscribers:
+            return
+        subscribers.append(member.id)
+        await self._event_user("GUILD_SCHEDULED_EVENT_USER_ADD", event_id, member)
+
+    async def unsubscribe(self, event_id: int, user: str) -> None:
+        """``user`` takes back their interest: GUILD_SCHEDULED_EVENT_USER_REMOVE goes out."""
+        member = self.user(user)
+        subscribers = self.event_subscribers.get(event_id, [])
+        if member.id not in subscribers:
+            return
+        subscribers.remove(member.id)
+        await self._event_user("GUILD_SCHEDULED_EVENT_USER_REMOVE", event_id, member)
+
+    async def begin_event(self, event_id: int) -> None:
+        """What Discord does to an external event at its start time: it becomes ACTIVE."""
+        event = self.scheduled_events[event_id]
+        assert event["status"] == EVENT_SCHEDULED
+        event["status"] = EVENT_ACTIVE
+        await self._dispatch_all(
+            "GUILD_SCHEDULED_EVENT_UPDATE", event, INTENT_GUILD_SCHEDULED_EVENTS
+        )
+
+    async def _event_user(self, name: str, event_id: int, member: FakeUser) -> None:
+        data = {
+            "guild_scheduled_event_id": str(event_id),
+            "user_id": str(member.id),
+            "guild_id": str(self.guild_id),
+        }
+        await self._dispatch_all(name, data, INTENT_GUILD_SCHEDULED_EVENTS)
+        async with self._changed:
+            self._changed.notify_all()
 
     async def drop_gateway(self) -> None:
         """Cut every gateway connection without a close frame, as a network failure does."""
@@ -818,10 +918,10 @@ class FakeDiscord:
         )
         if recipient is None:
             raise DiscordError(400, 50033, "Invalid Recipient(s)")
-        for channel in self.channels.values():
-            if channel["type"] == 1 and channel["recipients"][0]["id"] == str(recipient.id):
-                return channel
-        channel = {
+        existing = self.dm_with(recipient)
+        if existing is not None:
+            return existing
+        channel: dict[str, Any] = {
             "id": str(self.ids.next()),
             "type": 1,
             "last_message_id": None,
@@ -924,6 +1024,131 @@ class FakeDiscord:
         message["flags"] |= HAS_THREAD
         await self._dispatch_all("THREAD_CREATE", {**thread, "newly_created": True}, INTENT_GUILDS)
         return thread
+
+    # REST: guild scheduled events
+
+    def _guild(self, request: web.Request) -> None:
+        if request.match_info["guild"] != str(self.guild_id):
+            raise DiscordError(404, 10004, "Unknown Guild")
+
+    def _event(self, request: web.Request) -> dict[str, Any]:
+        self._guild(request)
+        event_id = request.match_info["event"]
+        event = self.scheduled_events.get(int(event_id)) if event_id.isdigit() else None
+        if event is None:
+            raise DiscordError(404, 10070, "Unknown Guild Scheduled Event")
+        return event
+
+    def _event_json(self, event: dict[str, Any], with_user_count: bool) -> dict[str, Any]:
+        if not with_user_count:
+            return event
+        return {**event, "user_count": len(self.event_subscribers.get(int(event["id"]), []))}
+
+    def _require_event_permission(self, event: dict[str, Any] | None) -> None:
+        # Your own external events: Create Events or Manage Events; anyone else's: Manage Events.
+        own = event is None or event.get("creator_id") == str(self.bot.id)
+        needed = (CREATE_EVENTS | MANAGE_EVENTS) if own else MANAGE_EVENTS
+        if not self.guild_permissions & needed:
+            raise DiscordError(403, 50013, "Missing Permissions")
+
+    def _check_event(self, event: dict[str, Any], moved: bool) -> None:
+        """Discord's rules for a (created or modified) event, on its resulting fields."""
+        name = event.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise _invalid_form("name: Must be between 1 and 100 in length.")
+        description = event.get("description")
+        if description is not None and not (
+            isinstance(description, str) and 1 <= len(description) <= 1000
+        ):
+            raise _invalid_form("description: Must be between 1 and 1000 in length.")
+        if event.get("privacy_level") != PRIVACY_GUILD_ONLY:
+            raise _invalid_form("privacy_level: Value must be one of {2}.")
+        if event.get("entity_type") != ENTITY_EXTERNAL:
+            raise _invalid_form("entity_type: the fake knows external events only")
+        if event.get("channel_id") is not None:
+            raise _invalid_form("channel_id: Must be null for external events.")
+        location = (event.get("entity_metadata") or {}).get("location")
+        if not isinstance(location, str) or not 1 <= len(location) <= 100:
+            raise _invalid_form("entity_metadata.location: Must be between 1 and 100 in length.")
+        start = _timestamp(event.get("scheduled_start_time"), "scheduled_start_time")
+        end = _timestamp(event.get("scheduled_end_time"), "scheduled_end_time")
+        if end <= start:
+            raise _invalid_form("scheduled_end_time: Must be after the start time.")
+        if moved and start <= datetime.now(UTC):
+            raise _invalid_form("scheduled_start_time: Cannot schedule event in the past.")
+        event["scheduled_start_time"] = start.isoformat()
+        event["scheduled_end_time"] = end.isoformat()
+
+    async def _list_events(self, request: web.Request) -> list[dict[str, Any]]:
+        self._guild(request)
+        counted = _flag(request.query.get("with_user_count"))
+        return [self._event_json(e, counted) for e in self.scheduled_events.values()]
+
+    async def _get_event(self, request: web.Request) -> dict[str, Any]:
+        return self._event_json(self._event(request), _flag(request.query.get("with_user_count")))
+
+    async def _create_event(self, request: web.Request) -> dict[str, Any]:
+        self._guild(request)
+        self._require_event_permission(None)
+        body = await request.json()
+        uncompleted = len(self.live_events())
+        if uncompleted >= MAX_UNCOMPLETED_EVENTS:
+            raise DiscordError(
+                400, 30038, "Maximum number of uncompleted guild scheduled events reached (100)"
+            )
+        event: dict[str, Any] = {
+            "id": str(self.ids.next()),
+            "guild_id": str(self.guild_id),
+            "channel_id": body.get("channel_id"),
+            "creator_id": str(self.bot.id),
+            "creator": self.bot.to_json(),
+            "name": body.get("name"),
+            "description": body.get("description"),
+            "scheduled_start_time": body.get("scheduled_start_time"),
+            "scheduled_end_time": body.get("scheduled_end_time"),
+            "privacy_level": body.get("privacy_level"),
+            "status": EVENT_SCHEDULED,
+            "entity_type": body.get("entity_type"),
+            "entity_id": None,
+            "entity_metadata": body.get("entity_metadata"),
+            "image": None,
+            "recurrence_rule": body.get("recurrence_rule"),
+        }
+        self._check_event(event, moved=True)
+        self.scheduled_events[int(event["id"])] = event
+        await self._dispatch_all(
+            "GUILD_SCHEDULED_EVENT_CREATE", event, INTENT_GUILD_SCHEDULED_EVENTS
+        )
+        return event
+
+    async def _edit_event(self, request: web.Request) -> dict[str, Any]:
+        event = self._event(request)
+        self._require_event_permission(event)
+        body = await request.json()
+        if event["status"] in (EVENT_COMPLETED, EVENT_CANCELED):
+            raise DiscordError(400, 180000, "Cannot update a finished event")
+        status = body.get("status", event["status"])
+        if status != event["status"] and (event["status"], status) not in EVENT_TRANSITIONS:
+            raise _invalid_form(f"status: Cannot go from {event['status']} to {status}.")
+        updated = {**event, **{k: v for k, v in body.items() if k in event and k != "id"}}
+        moved = "scheduled_start_time" in body and _timestamp(
+            body["scheduled_start_time"], "scheduled_start_time"
+        ) != _timestamp(event["scheduled_start_time"], "scheduled_start_time")
+        self._check_event(updated, moved=moved and status == EVENT_SCHEDULED)
+        event.update(updated)
+        await self._dispatch_all(
+            "GUILD_SCHEDULED_EVENT_UPDATE", event, INTENT_GUILD_SCHEDULED_EVENTS
+        )
+        return event
+
+    async def _delete_event(self, request: web.Request) -> None:
+        event = self._event(request)
+        self._require_event_permission(event)
+        del self.scheduled_events[int(event["id"])]
+        self.event_subscribers.pop(int(event["id"]), None)
+        await self._dispatch_all(
+            "GUILD_SCHEDULED_EVENT_DELETE", event, INTENT_GUILD_SCHEDULED_EVENTS
+        )
 
     def _validate_message(self, body: dict[str, Any], partial: bool = False) -> None:
         content = body.get("content") or ""
@@ -1151,6 +1376,6 @@ class FakeDiscord:
             "threads": [c for c in self.channels.values() if c["type"] == 11],
             "presences": [],
             "stage_instances": [],
-            "guild_scheduled_events": [],
+            "guild_scheduled_events": self.live_events(),
             "soundboard_sounds": [],
         }
