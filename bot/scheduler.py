@@ -125,6 +125,9 @@ class MeetingScheduler:
         self._seen = self._items_seen = None
         await self.sync_changed()
         self._poller = asyncio.get_running_loop().create_task(self._poll())
+        # Platforms that mirror meetings (Discord events) catch up on what they may have missed.
+        for meeting in await self.meetings.store.scheduled_meetings():
+            await self.meetings.mirror(meeting.id)
 
     async def _lost(self) -> None:
         if self._poller is not None:
