@@ -1,0 +1,1 @@
+"""The Slack adapter against a fake Slack that speaks its wire protocols."""
