@@ -71,6 +71,7 @@ def _encode(post: Post) -> str:
 
 
 def _decode(entry: OutboxEntry) -> Post:
+    # ``resend``: a process began sending this and died before recording the outcome.
     data = json.loads(entry.payload)
     return Post(
         key=entry.key,
@@ -80,6 +81,7 @@ def _decode(entry: OutboxEntry) -> Post:
         buttons=tuple(Button(label, url, action) for label, url, action in data["buttons"]),
         thread_of=entry.thread_of,
         to_user=data.get("to_user"),
+        resend=entry.sending,
     )
 
 
@@ -220,6 +222,8 @@ class Publisher:
                 if entry.thread_of is not None:
                     parent = await self.store.post_ref(entry.thread_of)
                     thread_ref = parent.ref if parent else None
+                if not entry.sending:
+                    await self.store.mark_sending(entry)
                 ref = await platform.send(post, thread_ref)
         except Undeliverable as exc:
             log.error(

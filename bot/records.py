@@ -73,6 +73,8 @@ class OutboxEntry:
     delivered_version: int
     ref: str | None
     attempts: int
+    #: A previous process began sending it and died before the outcome was recorded.
+    sending: bool = False
 
 
 @dataclass(frozen=True)

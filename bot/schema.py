@@ -237,3 +237,7 @@ huddle_shares = Table(
 # restarting closes only its own stale stays, never those of a sibling sharing the database.
 attendance_node = Column("node", String(128), nullable=True)
 attendance.append_column(attendance_node)
+
+# Set while a first send is in flight (migration 0006): still set when the post is claimed again
+# means a process died mid-send, and the adapter must look before sending again.
+posts.append_column(Column("sending", Integer, nullable=False, server_default="0"))

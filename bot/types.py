@@ -64,6 +64,9 @@ class Post:
     thread_of: str | None = None
     #: Deliver privately to this user id (a direct message where the platform has them).
     to_user: str | None = None
+    #: Set by the outbox when an earlier send's outcome is unknown (the process died mid-send):
+    #: the adapter should look for the post (by ``key``) on the platform before sending again.
+    resend: bool = False
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,9 @@ class SlackPosts:
         channel = await self._direct(post.to_user) if post.to_user else home
         thread_ts = split_ref(thread_ref, home)[1] if thread_ref else None
         first_try = self._uncertain.get(post.key)
+        if first_try is None and post.resend:
+            # Another process began this send and died: look back a day for what it may have sent.
+            first_try = self.clock() - 86_400
         if first_try is not None:
             found = await self._find(channel, post.key, thread_ts, first_try)
             if found is not None:

@@ -26,6 +26,7 @@ class FlakyChat:
         self.messages: dict[str, Post] = {}
         self.threads: dict[str, str | None] = {}
         self.log: list[tuple[str, str]] = []
+        self.resends: list[bool] = []
 
     async def send(self, post: Post, thread_ref: str | None) -> str:
         if self.hang:
@@ -35,6 +36,7 @@ class FlakyChat:
             raise ConnectionError("platform unavailable")
         ref = f"m{len(self.messages) + 1}"
         self.messages[ref] = post
+        self.resends.append(post.resend)
         self.threads[ref] = thread_ref
         self.log.append(("send", post.key))
         return ref
@@ -138,6 +140,8 @@ async def test_a_process_that_dies_mid_send_leaves_the_post_for_the_next_one(
         async with asyncio.timeout(5):
             await successor.flush()
         assert chat.log == [("send", "card")]
+        # The successor is told the first send's outcome is unknown: look before posting.
+        assert chat.resends == [True]
         ref = await store.post_ref("card")
         assert ref is not None and chat.messages[ref.ref].text == "hello"
     finally:
