@@ -212,7 +212,9 @@ class MeetingService:
 
     async def rsvp(self, meeting: Meeting, user: User, answer: str) -> None:
         """Record an answer and update the card's counts."""
-        await self.store.set_rsvp(Rsvp(meeting.id, user.id, user.name, answer), self.clock())
+        await self.store.set_rsvp(
+            Rsvp(meeting.id, user.id, user.name, answer, user.zone), self.clock()
+        )
         await self._refresh_agenda_cards(meeting.id)
 
     # Jobs (run by the scheduler)
@@ -261,7 +263,8 @@ class MeetingService:
         for rsvp in await self.store.rsvps(meeting.id):
             if rsvp.answer != "yes":
                 continue
-            zone = await self.zone_for(meeting.channel, User(rsvp.user_id, rsvp.user_name))
+            who = User(rsvp.user_id, rsvp.user_name, rsvp.zone)
+            zone = await self.zone_for(meeting.channel, who)
             await self.publisher.publish(
                 Post(
                     key=f"{self._reminder_key(meeting, occurrence)}/{rsvp.user_id}",

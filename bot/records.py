@@ -122,6 +122,7 @@ class Rsvp:
     user_id: str
     user_name: str
     answer: str  # "yes" | "no"
+    zone: str | None = None
 
 
 @dataclass(frozen=True)

@@ -241,3 +241,5 @@ attendance.append_column(attendance_node)
 # Set while a first send is in flight (migration 0006): still set when the post is claimed again
 # means a process died mid-send, and the adapter must look before sending again.
 posts.append_column(Column("sending", Integer, nullable=False, server_default="0"))
+# The zone the platform gave for whoever answered (their direct reminder reads in it).
+rsvps.append_column(Column("zone", String(64), nullable=True))

@@ -555,7 +555,7 @@ class Store:
         await self._upsert(
             rsvps,
             {"meeting_id": rsvp.meeting_id, "user_id": rsvp.user_id},
-            {"answer": rsvp.answer, "user_name": rsvp.user_name, "at": at},
+            {"answer": rsvp.answer, "user_name": rsvp.user_name, "zone": rsvp.zone, "at": at},
         )
 
     async def rsvps(self, meeting_id: str) -> list[Rsvp]:
@@ -566,7 +566,7 @@ class Store:
                     select(rsvps).where(rsvps.c.meeting_id == meeting_id).order_by(rsvps.c.at)
                 )
             ).all()
-        return [Rsvp(r.meeting_id, r.user_id, r.user_name, r.answer) for r in rows]
+        return [Rsvp(r.meeting_id, r.user_id, r.user_name, r.answer, r.zone) for r in rows]
 
     # Notes, action items, feedback
 
