@@ -14,10 +14,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
+from bot.jobstore import CachedJobStore
 from bot.leader import Leadership
 from bot.meetings import MeetingService, PlannedJob, occurrence_key, parse_occurrence_key
 from bot.minutes import Minutes
@@ -28,6 +28,16 @@ log = logging.getLogger("huddle.scheduler")
 _ACTIVE: dict[str, MeetingScheduler] = {}
 
 JOB_TABLE = "scheduler_jobs"
+
+JOB_DEFAULTS: dict[str, Any] = {
+    # No grace limit: a job missed while no scheduler ran still runs on restart, and the job
+    # itself decides (a reminder is posted "late" before the start, skipped after it). The 1 s
+    # default would silently drop everything missed in a restart.
+    "misfire_grace_time": None,
+    # Several missed runs of one job collapse into one run: one late reminder, not N.
+    "coalesce": True,
+    "max_instances": 1,
+}
 
 
 def job_store_url(database_url: str) -> str:
@@ -101,22 +111,11 @@ class MeetingScheduler:
         await self._lost()
 
     async def _elected(self) -> None:
+        # The table APScheduler's SQLAlchemy store would use, read once and written behind
+        # (bot/jobstore.py: the stock store falls seconds behind at 1,000 jobs/s).
+        store = CachedJobStore(url=job_store_url(self.database_url), tablename=JOB_TABLE)
         scheduler = AsyncIOScheduler(
-            jobstores={
-                "default": SQLAlchemyJobStore(
-                    url=job_store_url(self.database_url), tablename=JOB_TABLE
-                )
-            },
-            job_defaults={
-                # No grace limit: a job missed while no scheduler ran still runs on restart, and
-                # the job itself decides (a reminder is posted "late" before the start, skipped
-                # after it). The 1 s default would silently drop everything missed in a restart.
-                "misfire_grace_time": None,
-                # Several missed runs of one job collapse into one run: one late reminder, not N.
-                "coalesce": True,
-                "max_instances": 1,
-            },
-            timezone=UTC,
+            jobstores={"default": store}, job_defaults=JOB_DEFAULTS, timezone=UTC
         )
         _ACTIVE[self.key] = self
         scheduler.start()
