@@ -157,3 +157,27 @@ async def test_cancel_rsvp_agenda_and_list(huddle: RunningHuddle) -> None:
     assert whole["text"] == f"Cancelled “Standup” (`{meeting_id}`)."
     [gone] = (await huddle.say("ops", "bob", f"/meet rsvp {meeting_id} yes"))["posts"]
     assert "was cancelled" in gone["text"]
+
+
+async def test_open_action_items_carry_over_to_the_next_occurrences_agenda(
+    huddle: RunningHuddle,
+) -> None:
+    [card] = (await huddle.say("ops", "alice", "/meet schedule every day 09:00 Daily"))["posts"][:1]
+    meeting_id = card["text"].split("id `")[1].split("`")[0]
+    meetings = huddle.parts.meetings
+    meeting = await huddle.parts.store.meeting(meeting_id)
+    assert meeting is not None
+    first, second = meetings.occurrences(meeting, datetime.now(UTC), count=2)
+    # The scheduler's start job at T (driven directly: waiting for 09:00 is not a test).
+    huddle_id = await meetings.start(meeting_id, first)
+    assert huddle_id is not None
+    await huddle.parts.minutes.notes_changed(huddle_id, "TODO @bob fix the flaky deploy", "Bob")
+    await huddle.parts.huddles.end(huddle_id, "ended by host")
+    await huddle.parts.huddles.wait_idle()
+    await meetings.post_agenda(meeting_id, second)
+    async with asyncio.timeout(10):
+        await huddle.parts.publisher.flush()
+    agenda = [p for p in await huddle.history("ops") if p["title"] == "Scheduled: Daily"]
+    assert len(agenda) == 2  # today's (now "Started.") and tomorrow's
+    assert "Open from last time:" in agenda[-1]["text"]
+    assert "@bob: fix the flaky deploy" in agenda[-1]["text"]
