@@ -105,7 +105,8 @@ class Publisher:
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
-        self._delivered = asyncio.Condition()
+        #: Publishers waiting for a post to land: key -> [(version, future of its ref)].
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[str]]]] = {}
         self._worker: asyncio.Task[None] | None = None
 
     def register(self, platform: Platform) -> None:
@@ -135,21 +136,29 @@ class Publisher:
         self._wake.set()
         if wait <= 0:
             return None
+        # Our worker resolves this when it delivers the version; the database is asked only
+        # now (it may have landed already) and once a poll (another process may deliver it).
+        landed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(post.key, [])
+        waiters.append((version, landed))
         try:
             async with asyncio.timeout(wait):
-                async with self._delivered:
-                    while True:
-                        delivered_version, ref = await self.store.post_progress(post.key)
-                        if delivered_version >= version and ref is not None:
-                            return Delivered(post=post, ref=ref)
-                        # Woken by our worker, or by the poll when another process delivered it.
-                        try:
-                            await asyncio.wait_for(self._delivered.wait(), timeout=self.poll)
-                        except TimeoutError:
-                            pass
+                while True:
+                    delivered_version, ref = await self.store.post_progress(post.key)
+                    if delivered_version >= version and ref is not None:
+                        return Delivered(post=post, ref=ref)
+                    try:
+                        ref = await asyncio.wait_for(asyncio.shield(landed), timeout=self.poll)
+                        return Delivered(post=post, ref=ref)
+                    except TimeoutError:
+                        pass
         except TimeoutError:
             log.warning("post queued key=%s (platform slow or down; it will be retried)", post.key)
             return None
+        finally:
+            waiters.remove((version, landed))
+            if not waiters:
+                self._waiters.pop(post.key, None)
 
     async def flush(self) -> None:
         """Wait until nothing is left to deliver (wrap in ``asyncio.timeout`` to bound it)."""
@@ -194,9 +203,6 @@ class Publisher:
         )
         for entry in entries:
             await self._deliver(entry)
-        if entries:
-            async with self._delivered:
-                self._delivered.notify_all()
         return bool(entries)
 
     async def _deliver(self, entry: OutboxEntry) -> None:
@@ -238,6 +244,9 @@ class Publisher:
             await self._failed(entry, repr(exc))
             return
         await self.store.mark_post_delivered(entry, ref, self.clock())
+        for version, landed in self._waiters.get(entry.key, ()):
+            if version <= entry.version and not landed.done():
+                landed.set_result(ref)
         if entry.attempts:
             log.info("post delivered after retries key=%s attempts=%d", entry.key, entry.attempts)
 
