@@ -107,4 +107,3 @@ def test_a_job_that_no_longer_unpickles_is_dropped_not_fatal(tmp_path: Path) -> 
         assert store.lookup_job("bad") is None
     finally:
         store.shutdown()
-
