@@ -111,3 +111,21 @@ async def test_a_tampered_or_expired_link_gets_a_clear_403_page(
     assert response is not None and response.status == 403
     assert "not valid" in (await page.inner_text("body"))
     assert await page.get_by_test_id("join-button").count() == 0
+
+
+async def test_joining_before_the_camera_preview_is_up_still_publishes_camera_and_mic(
+    browser: Browser, huddle: RunningHuddle
+) -> None:
+    # A bug this caught: clicking Join at once showed the call with no camera and dead buttons.
+    [card] = (await huddle.say("general", "alice", "/meet Quick"))["posts"]
+    context = await new_media_context(browser, huddle.url)
+    page = await context.new_page()
+    await page.goto(card["buttons"][0]["url"] + "&name=Erin", wait_until="domcontentloaded")
+    await page.get_by_test_id("join-button").click()
+    await page.get_by_test_id("leave-button").wait_for()
+    assert await page.get_by_test_id("mute-button").is_enabled()
+    assert await page.get_by_test_id("camera-button").is_enabled()
+    kinds = await page.evaluate(
+        "window.huddle.pc.getSenders().filter((s) => s.track).map((s) => s.track.kind).sort()"
+    )
+    assert kinds == ["audio", "video"]

@@ -253,13 +253,16 @@
     if (message.type !== "pong") mark(`got ${message.type}`);
     switch (message.type) {
       case "welcome": {
+        // The offer waits for the camera and microphone: someone who clicks Join before the
+        // preview is up still joins with them, and the call screen shows them from the start.
+        const sdp = await offer;
         state.you = message.you;
         state.you.audio = state.audio;
         state.you.video = state.video;
         for (const p of message.participants) state.participants.set(p.id, p);
         ui.notes.value = message.notes || "";
         showCall();
-        send({ type: "offer", sdp: await offer });
+        send({ type: "offer", sdp });
         if (!state.audio || !state.video) send({ type: "state", audio: state.audio, video: state.video });
         break;
       }
