@@ -40,6 +40,7 @@ from media.forwarding import (
     add_forwarding_transceiver,
     tap_publisher,
 )
+from media.ice import drop_empty_datagrams
 from media.messages import ErrorCode, MediaKind, ParticipantInfo, ServerMessage, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -327,6 +328,7 @@ class Room:
             if participant.left:
                 await pc.close()
                 return
+            drop_empty_datagrams(pc)
             participant.pc = pc
             participant.extension_ids = extension_ids(description)
             by_mid = {tr.mid: tr for tr in pc.getTransceivers()}

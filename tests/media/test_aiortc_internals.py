@@ -356,3 +356,20 @@ def test_sent_packet_serializes_like_an_rtp_packet() -> None:
         payload_type=97, marker=1, sequence_number=9, timestamp=99, ssrc=999, payload=b"abc"
     )
     assert slot.serialize(HeaderExtensionsMap()) == reference.serialize(HeaderExtensionsMap())
+
+
+def test_aioice_connection_queues_data_through_data_received() -> None:
+    # media/ice.py wraps Connection.data_received per instance to drop empty datagrams, which
+    # aiortc's DTLS transport would index (data[0]) and die on.
+    import inspect
+
+    from aioice.ice import Connection
+
+    assert list(inspect.signature(Connection.data_received).parameters) == [
+        "self",
+        "data",
+        "component",
+    ]
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    assert "first_byte = data[0]" in inspect.getsource(RTCDtlsTransport._recv_next)
