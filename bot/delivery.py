@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -103,7 +101,6 @@ class Publisher:
         self.lease = lease
         self.poll = poll
         self.clock = clock
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
         #: Publishers waiting for a post to land: key -> [(version, future of its ref)].
         self._waiters: dict[str, list[tuple[int, asyncio.Future[str]]]] = {}

@@ -118,7 +118,7 @@ class MeetingService:
         states = await self.store.occurrence_states(meeting.id)
         cursor = after
         for _ in range(400):
-            [*found] = self.occurrences(meeting, cursor)
+            found = self.occurrences(meeting, cursor)
             if not found:
                 return None
             start = found[0]

@@ -72,6 +72,9 @@ attendance = Table(
     Column("name", String(128), nullable=False),
     Column("joined_at", UtcDateTime(), nullable=False),
     Column("left_at", UtcDateTime(), nullable=True),
+    # The process whose media server holds the participant (0005): a restarting process closes
+    # only its own stale stays, never those of a sibling sharing the database.
+    Column("node", String(128), nullable=True),
     Index("ix_attendance_huddle", "huddle_id"),
 )
 
@@ -96,6 +99,9 @@ posts = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("delivered_at", UtcDateTime(), nullable=True),
+    # Set while a first send is in flight (0006): still set when the post is claimed again means
+    # a process died mid-send, and the adapter must look before sending again.
+    Column("sending", Integer, nullable=False, server_default="0"),
     Index("ix_posts_pending", "delivered_version", "version"),
 )
 
@@ -179,6 +185,8 @@ rsvps = Table(
     Column("user_name", String(128), nullable=False),
     Column("answer", String(8), nullable=False),  # "yes" | "no"
     Column("at", UtcDateTime(), nullable=False),
+    # The zone the platform gave for whoever answered (0006): their direct reminder reads in it.
+    Column("zone", String(64), nullable=True),
 )
 
 # After the call (migration 0003).
@@ -232,14 +240,3 @@ huddle_shares = Table(
     Column("shared_by", String(128), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
 )
-
-# Which process's media server a participant is connected to (migration 0005), so a process
-# restarting closes only its own stale stays, never those of a sibling sharing the database.
-attendance_node = Column("node", String(128), nullable=True)
-attendance.append_column(attendance_node)
-
-# Set while a first send is in flight (migration 0006): still set when the post is claimed again
-# means a process died mid-send, and the adapter must look before sending again.
-posts.append_column(Column("sending", Integer, nullable=False, server_default="0"))
-# The zone the platform gave for whoever answered (their direct reminder reads in it).
-rsvps.append_column(Column("zone", String(64), nullable=True))

@@ -92,7 +92,6 @@ class Delivered:
 
     post: Post
     ref: str
-    thread_ref: str | None = None
 
 
 @dataclass
