@@ -15,8 +15,10 @@ This leans on aiortc 1.16 internals (pinned exactly in pyproject.toml; each one 
   unwrapping and NACK generation, then forwards;
 - egress: a forwarding sender holds a track that never yields (aiortc's send loop sleeps on it: no
   encoder, no 20 ms polling of a sender without a track); packets are built from a per-sender
-  header template, sent with the DTLS transport's ``_send_rtp``, written to the sender's RTP
-  history and counted in its sender-report counters;
+  header template straight into the buffer of the connection's :class:`media.wire.Wire`, which
+  encrypts them with the DTLS transport's SRTP session and sends them on the nominated ICE pair
+  without a coroutine per copy; they are written to the sender's RTP history and counted in its
+  sender-report counters;
 - keyframes: a subscriber's PLI/FIR reaches the sender's ``_send_keyframe``, which is redirected to
   the publisher as a rate-limited PLI (:mod:`media.keyframes`).
 """
@@ -62,6 +64,7 @@ from aiortc.utils import random32
 from av.frame import Frame
 
 from media.keyframes import KeyframeRequests, KeyframeStartTest, keyframe_start_test
+from media.wire import MAX_PLAIN_RTP, Wire
 
 __all__ = [
     "ForwardingStats",
@@ -194,6 +197,7 @@ class _SenderEgress:
         "seq",
         "ssrc",
         "stats",
+        "wire",
         "word_hi",
     )
 
@@ -209,6 +213,7 @@ class _SenderEgress:
         #: Highest sequence number sent; None until the first packet.
         self.seq: int | None = None
         self.send_rtp: Any = None
+        self.wire: Wire | None = None
         self.header = struct.Struct("!BBHIIHHI")
         self.mid_block = b""
         self.ext_words = 1
@@ -287,7 +292,11 @@ class _SenderEgress:
         for slot in self.ring:
             slot.ssrc = self.ssrc
             slot.extensions = extensions
-        self.send_rtp = self.sender.transport._send_rtp
+        transport = self.sender.transport
+        self.send_rtp = transport._send_rtp
+        # A transport whose _send_rtp was replaced on the instance is instrumented (tests
+        # capture what would be sent there): respect that and send through it.
+        self.wire = None if "_send_rtp" in vars(transport) else Wire.of(transport)
         self.ready = True
 
 
@@ -633,8 +642,23 @@ class TrackForwarder:
             out_seq = (seq + binding.seq_offset) & 0xFFFF
             out_ts = (ts + binding.ts_offset) & 0xFFFFFFFF
             word_hi = egress.word_hi
-            data = (
-                egress.header.pack(
+            header = egress.header
+            ext_word = word_hi | ext_value if word_hi and ext_value >= 0 else 0
+            size = header.size + payload_size
+            if video:  # in the history first: a copy not sent now can still be resent
+                slot = egress.ring[out_seq % RTP_HISTORY_SIZE]
+                slot.sequence_number = out_seq
+                slot.timestamp = out_ts
+                slot.marker = marker
+                slot.payload = payload
+                slot.payload_type = out_pt
+            wire = egress.wire
+            if wire is not None and size <= MAX_PLAIN_RTP:
+                # The common case: built in the wire's buffer, encrypted and sent in place.
+                buffer = wire.buffer
+                header.pack_into(
+                    buffer,
+                    0,
                     _RTP_V2_WITH_EXTENSION,
                     marker_bit | out_pt,
                     out_seq,
@@ -642,23 +666,33 @@ class TrackForwarder:
                     egress.ssrc,
                     _ONE_BYTE_PROFILE,
                     egress.ext_words,
-                    word_hi | ext_value if word_hi and ext_value >= 0 else 0,
+                    ext_word,
                     egress.mid_block,
                 )
-                + payload
-            )
-            if video:
-                slot = egress.ring[out_seq % RTP_HISTORY_SIZE]
-                slot.sequence_number = out_seq
-                slot.timestamp = out_ts
-                slot.marker = marker
-                slot.payload = payload
-                slot.payload_type = out_pt
-            try:
-                await egress.send_rtp(data)
-            except ConnectionError:
-                dropped += 1
-                continue
+                buffer[header.size : size] = payload
+                if not wire.send(size):
+                    dropped += 1
+                    continue
+            else:
+                data = (
+                    header.pack(
+                        _RTP_V2_WITH_EXTENSION,
+                        marker_bit | out_pt,
+                        out_seq,
+                        out_ts,
+                        egress.ssrc,
+                        _ONE_BYTE_PROFILE,
+                        egress.ext_words,
+                        ext_word,
+                        egress.mid_block,
+                    )
+                    + payload
+                )
+                try:
+                    await egress.send_rtp(data)
+                except (ConnectionError, ValueError):
+                    dropped += 1
+                    continue
             # What aiortc's sender reports put in RTCP SR and getStats().
             sender._RTCRtpSender__packet_count += 1
             sender._RTCRtpSender__octet_count += payload_size
@@ -667,7 +701,7 @@ class TrackForwarder:
                 sender._RTCRtpSender__rtp_timestamp = out_ts
                 sender._RTCRtpSender__ntp_timestamp = ntp
             sent += 1
-            sent_bytes += len(data)
+            sent_bytes += size
         stats.packets_forwarded += sent
         stats.bytes_forwarded += sent_bytes
         stats.packets_dropped += dropped

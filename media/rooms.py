@@ -40,7 +40,7 @@ from media.forwarding import (
     add_forwarding_transceiver,
     tap_publisher,
 )
-from media.ice import drop_empty_datagrams
+from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
 from media.messages import ErrorCode, MediaKind, ParticipantInfo, ServerMessage, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -348,6 +348,7 @@ class Room:
                         transceiver.receiver, kind=kind, stats=self._stats
                     )
             await pc.setLocalDescription(await pc.createAnswer())
+            skip_stun_parsing_for_media(pc)
             if participant.left:
                 return
             participant.connection.send({"type": "answer", "sdp": pc.localDescription.sdp})
