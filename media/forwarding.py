@@ -17,8 +17,9 @@ This leans on aiortc 1.16 internals (pinned exactly in pyproject.toml; each one 
   encoder, no 20 ms polling of a sender without a track); packets are built from a per-sender
   header template straight into the buffer of the connection's :class:`media.wire.Wire`, which
   encrypts them with the DTLS transport's SRTP session and sends them on the nominated ICE pair
-  without a coroutine per copy; they are written to the sender's RTP history and counted in its
-  sender-report counters;
+  without a coroutine per copy, and counts them in the sender's sender-report counters; a NACKed
+  packet is put into the sender's RTP history from the forwarder's one copy of the publisher's
+  recent packets, and aiortc's ``_retransmit`` resends it;
 - keyframes: a subscriber's PLI/FIR reaches the sender's ``_send_keyframe``, which is redirected to
   the publisher as a rate-limited PLI (:mod:`media.keyframes`).
 """
@@ -119,10 +120,12 @@ class ForwardingStats:
 
 
 class _SentPacket:
-    """One slot of a forwarding sender's RTP history, rewritten in place for every packet.
+    """One slot of a forwarding sender's RTP history, filled in place when a subscriber NACKs.
 
     aiortc's ``RTCRtpSender._retransmit`` reads these attributes (through ``wrap_rtx`` or
-    ``serialize``), so reusing 128 of them per sender saves an RtpPacket per packet sent.
+    ``serialize``). The fan-out writes no history per copy: the forwarder keeps the publisher's
+    packets once, and a NACKed one is rewritten for this sender into its slot just before aiortc
+    looks it up.
     """
 
     __slots__ = (
@@ -249,6 +252,9 @@ class _SenderEgress:
     async def _retransmit(self, sequence_number: int) -> None:
         stats = self.stats
         stats.nacks_received += 1
+        binding = self.binding
+        if binding is not None:
+            binding.forwarder._recall(binding, sequence_number)
         if self.ring[sequence_number % RTP_HISTORY_SIZE].sequence_number == sequence_number:
             stats.retransmits += 1
         await self._aiortc_retransmit(sequence_number)
@@ -354,6 +360,11 @@ class TrackForwarder:
         self._rtx_apt: dict[int, int] = {}
         self._rtx_ssrc: dict[int, int] = {}
         self._keyframe_tests: dict[int, KeyframeStartTest | None] = {}
+        #: The publisher's last video packets (seq, timestamp, marker, payload, payload type),
+        #: by sequence number modulo the size. One history serves every subscriber: a NACK is
+        #: mapped back through the subscriber's offsets (:meth:`_recall`), so the fan-out writes
+        #: no per-copy history.
+        self._history: list[tuple[int, int, int, bytes, int] | None] = [None] * RTP_HISTORY_SIZE
         self._media_ssrc: int | None = None
         self._max_seq: int | None = None
         self._audio_level: tuple[bool, int] | None = None
@@ -617,6 +628,8 @@ class TrackForwarder:
         active = self._active
         if not active:
             return
+        if video:
+            self._history[seq % RTP_HISTORY_SIZE] = (seq, ts, packet.marker, payload, pt)
         if not ntp:
             ntp = _ntp_now()
         if video:
@@ -645,13 +658,6 @@ class TrackForwarder:
             header = egress.header
             ext_word = word_hi | ext_value if word_hi and ext_value >= 0 else 0
             size = header.size + payload_size
-            if video:  # in the history first: a copy not sent now can still be resent
-                slot = egress.ring[out_seq % RTP_HISTORY_SIZE]
-                slot.sequence_number = out_seq
-                slot.timestamp = out_ts
-                slot.marker = marker
-                slot.payload = payload
-                slot.payload_type = out_pt
             wire = egress.wire
             if wire is not None and size <= MAX_PLAIN_RTP:
                 # The common case: built in the wire's buffer, encrypted and sent in place.
@@ -706,6 +712,28 @@ class TrackForwarder:
         stats.bytes_forwarded += sent_bytes
         stats.packets_dropped += dropped
 
+    def _recall(self, binding: _Binding, out_seq: int) -> None:
+        """Put the packet a subscriber NACKed into its sender's RTP history, if still known.
+
+        aiortc's ``_retransmit`` then resends it (as RTX where negotiated) from that history.
+        """
+        seq = (out_seq - binding.seq_offset) & 0xFFFF
+        entry = self._history[seq % RTP_HISTORY_SIZE]
+        if entry is None or entry[0] != seq or binding in self._waiting:
+            return
+        if ((seq - binding.start_seq) & 0xFFFF) >= 0x8000:
+            return  # from before this subscriber's start
+        _, ts, marker, payload, pt = entry
+        out_pt = binding.payload_types.get(pt)
+        if out_pt is None:
+            return
+        slot = binding.egress.ring[out_seq % RTP_HISTORY_SIZE]
+        slot.sequence_number = out_seq
+        slot.timestamp = (ts + binding.ts_offset) & 0xFFFFFFFF
+        slot.marker = marker
+        slot.payload = payload
+        slot.payload_type = out_pt
+
     def _source_changed(self, ssrc: int) -> None:
         """The publisher's stream has a new SSRC: its numbering starts over, so do subscribers.
 
@@ -714,6 +742,7 @@ class TrackForwarder:
         first = self._media_ssrc is None and self._max_seq is None
         self._media_ssrc = ssrc
         self._max_seq = None
+        self._history = [None] * RTP_HISTORY_SIZE
         if self._nacks is not None:
             self._nacks = NackGenerator()
         if first or not self._active:

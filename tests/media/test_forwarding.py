@@ -274,10 +274,12 @@ async def test_waiting_subscribers_keyframe_request_is_retried_until_answered(
     publisher.video.add_subscriber(subscriber.video.sender)
 
     await wait_for(lambda: len(subscriber.frames) > 0, 2, "video after retries")
-    assert len(publisher.plis) == 3  # two lost, the third answered
+    # Two lost, the third answered; a loaded machine may deliver that keyframe after one more
+    # retry interval, and then a fourth request is right too.
+    assert 3 <= len(publisher.plis) <= 4
     # Retried, not spammed: a retry interval apart, or more when timers run late under load.
     gaps = [b - a for a, b in itertools.pairwise(publisher.plis_sent)]
-    assert len(gaps) == 2 and all(gap >= WAITING_RETRY_INTERVAL * 0.97 for gap in gaps), gaps
+    assert all(gap >= WAITING_RETRY_INTERVAL * 0.97 for gap in gaps), gaps
     assert publisher.plis_sent[0] - joined < 0.2, "asked at once, not after a retry interval"
     # Held until the keyframe: the first packet forwarded is its first packet.
     assert subscriber.packets[0].keyframe_start
