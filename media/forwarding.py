@@ -20,6 +20,9 @@ This leans on aiortc 1.16 internals (pinned exactly in pyproject.toml; each one 
   without a coroutine per copy, and counts them in the sender's sender-report counters; a NACKed
   packet is put into the sender's RTP history from the forwarder's one copy of the publisher's
   recent packets, and aiortc's ``_retransmit`` resends it;
+- reports: a forwarding sender's RTCP task is replaced by one that registers it with the event
+  loop's :class:`media.reports.ReportClock`, which sends its SR + SDES on aiortc's schedule from
+  aiortc's own counters;
 - keyframes: a subscriber's PLI/FIR reaches the sender's ``_send_keyframe``, which is redirected to
   the publisher as a rate-limited PLI (:mod:`media.keyframes`).
 """
@@ -56,7 +59,12 @@ from aiortc.rtp import (
     RTP_HISTORY_SIZE,
     HeaderExtensions,
     HeaderExtensionsMap,
+    RtcpByePacket,
     RtcpPsfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
     unwrap_rtx,
@@ -65,6 +73,7 @@ from aiortc.utils import random32
 from av.frame import Frame
 
 from media.keyframes import KeyframeRequests, KeyframeStartTest, keyframe_start_test
+from media.reports import ReportClock
 from media.wire import MAX_PLAIN_RTP, Wire
 
 __all__ = [
@@ -184,6 +193,7 @@ class _SenderEgress:
 
     __slots__ = (
         "_aiortc_retransmit",
+        "_aiortc_run_rtcp",
         "_aiortc_send",
         "_aiortc_stop",
         "binding",
@@ -230,6 +240,8 @@ class _SenderEgress:
         self._aiortc_send = sender.send
         self._aiortc_stop = sender.stop
         self._aiortc_retransmit = self.sender._retransmit
+        self._aiortc_run_rtcp = self.sender._run_rtcp
+        self.sender._run_rtcp = self._run_rtcp
         self.sender.send = self._send
         self.sender.stop = self._stop
         self.sender._retransmit = self._retransmit
@@ -258,6 +270,52 @@ class _SenderEgress:
         if self.ring[sequence_number % RTP_HISTORY_SIZE].sequence_number == sequence_number:
             stats.retransmits += 1
         await self._aiortc_retransmit(sequence_number)
+
+    async def _run_rtcp(self) -> None:
+        """Replaces aiortc's per-sender RTCP task: reports come from the shared clock."""
+        sender = self.sender
+        transport = sender.transport
+        if "_send_rtp" in vars(transport):
+            await self._aiortc_run_rtcp()  # an instrumented transport (tests): aiortc's own loop
+            return
+        sender._RTCRtpSender__rtcp_started.set()
+        clock = ReportClock.current()
+        clock.add(self)
+        try:
+            await asyncio.get_running_loop().create_future()  # until stop() cancels it
+        except asyncio.CancelledError:
+            pass
+        finally:
+            clock.remove(self)
+        await sender._send_rtcp([RtcpByePacket(sources=[self.ssrc])])
+        sender._RTCRtpSender__rtcp_exited.set()
+
+    def send_report(self) -> None:
+        """Send this sender's RTCP SR + SDES now, as aiortc's RTCP task would."""
+        sender = self.sender
+        ntp: int = sender._RTCRtpSender__ntp_timestamp
+        packets: list[RtcpSrPacket | RtcpSdesPacket] = [
+            RtcpSrPacket(
+                ssrc=self.ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=sender._RTCRtpSender__rtp_timestamp,
+                    packet_count=sender._RTCRtpSender__packet_count & 0xFFFFFFFF,
+                    octet_count=sender._RTCRtpSender__octet_count & 0xFFFFFFFF,
+                ),
+            )
+        ]
+        # What aiortc keeps to turn the subscriber's next receiver report into a round-trip time.
+        sender._RTCRtpSender__lsr = (ntp >> 16) & 0xFFFFFFFF
+        sender._RTCRtpSender__lsr_time = time.time()
+        cname: str | None = sender._RTCRtpSender__cname
+        if cname is not None:
+            packets.append(
+                RtcpSdesPacket(
+                    chunks=[RtcpSourceInfo(ssrc=self.ssrc, items=[(1, cname.encode("utf8"))])]
+                )
+            )
+        Wire.of(sender.transport).send_rtcp(b"".join(bytes(packet) for packet in packets))
 
     def _keyframe_requested(self) -> None:
         self.stats.keyframe_requests_received += 1

@@ -35,6 +35,7 @@ MAX_PLAIN_RTP = _BUFFER_SIZE - _TRAILER_ROOM
 
 _ICE_COMPONENT_RTP = 1
 _srtp_protect = lib.srtp_protect
+_srtp_protect_rtcp = lib.srtp_protect_rtcp
 #: The attribute under which a DTLS transport keeps its wire.
 _WIRE_ATTR = "_huddle_wire"
 _CONNECTED = State.CONNECTED
@@ -82,8 +83,17 @@ class Wire:
         """The transport this wire sends on."""
         return cast(RTCDtlsTransport, self._dtls)
 
-    def send(self, length: int) -> bool:
+    def send_rtcp(self, packet: bytes) -> bool:
+        """Encrypt (SRTCP) and send one compound RTCP packet; False if not sent."""
+        if len(packet) > MAX_PLAIN_RTP:
+            return False
+        self.buffer[0 : len(packet)] = packet
+        return self.send(len(packet), _srtp_protect_rtcp)
+
+    def send(self, length: int, protect: Any = _srtp_protect) -> bool:
         """Encrypt the first ``length`` bytes of :attr:`buffer` and send them; False if not sent.
+
+        ``protect`` is libsrtp's RTP protect unless told otherwise (SRTCP, by :meth:`send_rtcp`).
 
         Not sent: the transport is not connected (yet, or any more), no ICE pair is nominated,
         or libsrtp refused the packet. Like UDP itself, a refused packet is simply gone; the
@@ -107,7 +117,7 @@ class Wire:
             self._addr = pair.remote_addr
         size = self._length
         size[0] = length
-        if _srtp_protect(self._srtp, self._srtp_buffer, size):
+        if protect(self._srtp, self._srtp_buffer, size):
             return False
         data = self.buffer[0 : size[0]]
         self._sendto(data, self._addr)

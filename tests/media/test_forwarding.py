@@ -344,3 +344,47 @@ async def test_publishing_survives_the_renegotiation_of_its_own_connection(
     frame = await asyncio.wait_for(received.receiver.track.recv(), 3)
     assert (frame.width, frame.height) == (320, 240)
     await wait_for(lambda: frames_after(watcher, moment) >= 20, 5, "Bob's video, still")
+
+
+async def test_subscribers_get_sender_reports_with_true_counts_and_the_server_measures_rtt(
+    session: Session,
+) -> None:
+    publisher = await session.publisher()
+    subscriber = await session.subscriber(attach_to=publisher)
+    await wait_for(lambda: len(subscriber.frames) >= 5, 5, "video")
+    sender = subscriber.video.sender
+
+    async def remote_outbound() -> Any:
+        report = await subscriber.client_transceiver("video").receiver.getStats()
+        return next((s for s in report.values() if s.type == "remote-outbound-rtp"), None)
+
+    async def rtt() -> float | None:
+        report = await sender.getStats()
+        inbound = next((s for s in report.values() if s.type == "remote-inbound-rtp"), None)
+        return None if inbound is None else inbound.roundTripTime
+
+    # A report comes within 0.5-1.5 s and keeps coming: the client's view of what was sent
+    # (from the SR) trails the server's own count only by what was sent since the report.
+    deadline = asyncio.get_running_loop().time() + 6
+    seen: list[int] = []
+    while asyncio.get_running_loop().time() < deadline and len(set(seen)) < 3:
+        stats = await remote_outbound()
+        if stats is not None:
+            seen.append(stats.packetsSent)
+            assert 0 < stats.packetsSent <= await packets_sent(subscriber)
+        await asyncio.sleep(0.2)
+    assert len(set(seen)) >= 3, f"sender reports stopped coming: {seen}"
+    # The client's receiver reports echo the SR (LSR/DLSR): the server's sender turns that into
+    # a round-trip time, which only works if the SR bookkeeping (LSR and its send time) is right.
+    await wait_for_value(rtt, 5, "a round-trip time from the subscriber's receiver reports")
+
+
+async def wait_for_value(probe: Any, within: float, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        value = await probe()
+        if value is not None:
+            assert 0 <= value < 1.0, f"{what}: {value}"
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -203,3 +203,24 @@ def test_aioice_internals_the_demux_relies_on() -> None:
     assert "parse_message(data)" in source
     assert "self.receiver.data_received(data, self.local_candidate.component)" in source
     assert "_protocols" in inspect.getsource(Connection.__init__)
+
+
+def test_aiortc_sender_internals_the_report_clock_relies_on() -> None:
+    # media/forwarding.py replaces a forwarding sender's _run_rtcp and does its job: it must
+    # signal the same events, and keep the LSR bookkeeping aiortc's RTT estimate reads.
+    import inspect
+
+    from aiortc import RTCRtpSender
+
+    run = inspect.getsource(RTCRtpSender._run_rtcp)
+    for name in (
+        "__rtcp_started.set()",
+        "__rtcp_exited.set()",
+        "__lsr =",
+        "__lsr_time =",
+        "__cname",
+    ):
+        assert name in run, name
+    stop = inspect.getsource(RTCRtpSender.stop)
+    assert "__rtcp_started.wait()" in stop and "__rtcp_exited.wait()" in stop
+    assert "self.__lsr == report.lsr" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
