@@ -18,6 +18,7 @@ ICE transport's ``_connection``, aioice's ``Connection._nominated`` pairs, and p
 
 from __future__ import annotations
 
+from asyncio import selector_events
 from typing import Any, cast
 
 from aiortc import RTCDtlsTransport
@@ -34,6 +35,8 @@ _BUFFER_SIZE = 1500
 MAX_PLAIN_RTP = _BUFFER_SIZE - _TRAILER_ROOM
 
 _ICE_COMPONENT_RTP = 1
+#: asyncio's UDP transport on selector event loops (the default on Linux); private, not in stubs.
+_SelectorDatagramTransport: type = selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]
 _srtp_protect = lib.srtp_protect
 _srtp_protect_rtcp = lib.srtp_protect_rtcp
 #: The attribute under which a DTLS transport keeps its wire.
@@ -50,12 +53,14 @@ class Wire:
 
     __slots__ = (
         "_addr",
+        "_backlog",
         "_dtls",
         "_length",
         "_nominated",
         "_pair",
         "_sendto",
         "_session",
+        "_sock_sendto",
         "_srtp",
         "_srtp_buffer",
         "buffer",
@@ -69,6 +74,8 @@ class Wire:
         self._nominated: dict[int, Any] = dtls.transport._connection._nominated
         self._pair: Any = None
         self._sendto: Any = None
+        self._sock_sendto: Any = None
+        self._backlog: Any = None
         self._addr: tuple[str, int] = ("", 0)
         # Our own buffer (not the session's): aiortc may protect RTCP with the same session
         # between two of our packets, and each keeps its own bytes.
@@ -113,14 +120,33 @@ class Wire:
             # The pair's protocol owns the UDP socket (or, for a relayed candidate, a TURN
             # allocation whose transport has the same synchronous sendto).
             self._pair = pair
-            self._sendto = pair.protocol.transport.sendto
+            transport = pair.protocol.transport
+            self._sendto = transport.sendto
             self._addr = pair.remote_addr
+            # An asyncio UDP transport: write to its socket directly while it has nothing
+            # queued, and leave it to the transport (which queues and waits for the socket to
+            # be writable) otherwise, so that packets stay in order.
+            sock = getattr(transport, "_sock", None)
+            backlog = getattr(transport, "_buffer", None)
+            if isinstance(transport, _SelectorDatagramTransport) and sock is not None:
+                self._sock_sendto, self._backlog = sock.sendto, backlog
+            else:
+                self._sock_sendto, self._backlog = None, None
         size = self._length
         size[0] = length
         if protect(self._srtp, self._srtp_buffer, size):
             return False
         data = self.buffer[0 : size[0]]
-        self._sendto(data, self._addr)
+        sock_sendto = self._sock_sendto
+        if sock_sendto is None or self._backlog:
+            self._sendto(data, self._addr)
+        else:
+            try:
+                sock_sendto(data, self._addr)
+            except (BlockingIOError, InterruptedError):
+                self._sendto(data, self._addr)  # queued until the socket is writable
+            except OSError:
+                return False  # as asyncio would: the datagram is lost, the transport lives
         # The transport's own counters, which its getStats() reports.
         dtls._RTCDtlsTransport__tx_packets += 1
         dtls._RTCDtlsTransport__tx_bytes += len(data)

@@ -273,10 +273,10 @@ async def test_waiting_subscribers_keyframe_request_is_retried_until_answered(
     joined = loop.time()
     publisher.video.add_subscriber(subscriber.video.sender)
 
-    await wait_for(lambda: len(subscriber.frames) > 0, 2, "video after retries")
-    # Two lost, the third answered; a loaded machine may deliver that keyframe after one more
-    # retry interval, and then a fourth request is right too.
-    assert 3 <= len(publisher.plis) <= 4
+    await wait_for(lambda: len(subscriber.frames) > 0, 5, "video after retries")
+    # Two lost, the third answered; a loaded machine may deliver that keyframe only after
+    # another retry interval or two, and then more requests are right too.
+    assert 3 <= len(publisher.plis) <= 5
     # Retried, not spammed: a retry interval apart, or more when timers run late under load.
     gaps = [b - a for a, b in itertools.pairwise(publisher.plis_sent)]
     assert all(gap >= WAITING_RETRY_INTERVAL * 0.97 for gap in gaps), gaps
