@@ -224,3 +224,56 @@ def test_aiortc_sender_internals_the_report_clock_relies_on() -> None:
     stop = inspect.getsource(RTCRtpSender.stop)
     assert "__rtcp_started.wait()" in stop and "__rtcp_exited.wait()" in stop
     assert "self.__lsr == report.lsr" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+
+
+class CloggedSocket:
+    """A real UDP socket whose first ``clogged`` sends fail as a full send buffer would."""
+
+    def __init__(self, sock: Any, clogged: int) -> None:
+        self._sock = sock
+        self.clogged = clogged
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
+        if self.clogged:
+            self.clogged -= 1
+            raise BlockingIOError
+        return int(self._sock.sendto(data, addr))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+async def test_wire_keeps_order_when_the_socket_is_momentarily_full() -> None:
+    import asyncio
+    import socket
+
+    loop = asyncio.get_running_loop()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        clogged = CloggedSocket(transport._sock, clogged=2)  # type: ignore[attr-defined]
+        transport._sock = clogged  # type: ignore[attr-defined]
+        dtls, _ = connected_transport()
+        protocol = type("Protocol", (), {"transport": transport})()
+        dtls.transport._connection._nominated[1] = FakePair(protocol, receiver.getsockname())
+        wire = Wire.of(dtls)
+        packets = [rtp(seq, bytes([seq]) * 50) for seq in range(1, 6)]
+        for packet in packets:
+            assert wire.send(put(wire, packet))  # the first two are queued by asyncio
+        assert transport.get_write_buffer_size() > 0
+        session = srtp_session(Policy.SSRC_ANY_INBOUND)
+        got: list[bytes] = []
+        deadline = loop.time() + 5
+        while len(got) < len(packets) and loop.time() < deadline:
+            try:
+                got.append(session.unprotect(receiver.recv(2048)))
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+        assert got == packets, "every packet arrives, in the order sent"
+    finally:
+        transport.close()
+        receiver.close()
