@@ -52,7 +52,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -73,6 +73,7 @@ from aiortc.utils import random32
 from av.frame import Frame
 
 from media.keyframes import KeyframeRequests, KeyframeStartTest, keyframe_start_test
+from media.nacks import RETRY_SECONDS, MissingPackets
 from media.reports import ReportClock
 from media.wire import MAX_PLAIN_RTP, Wire
 
@@ -429,7 +430,8 @@ class TrackForwarder:
         self._error_logged = False
         # RTCP receiver reports to the publisher are built by aiortc from these statistics.
         self._streams: dict[int, StreamStatistics] = self._receiver._RTCRtpReceiver__remote_streams
-        self._nacks = NackGenerator() if self._video else None
+        self._nacks = MissingPackets() if self._video else None
+        self._nack_timer: asyncio.TimerHandle | None = None
         self._bitrate = RemoteBitrateEstimator() if self._video else None
         self._keyframes = (
             KeyframeRequests(self._send_pli, self._has_waiters) if self._video else None
@@ -516,6 +518,9 @@ class TrackForwarder:
         self._closed = True
         if self._keyframes is not None:
             self._keyframes.close()
+        if self._nack_timer is not None:
+            self._nack_timer.cancel()
+            self._nack_timer = None
         self._receiver._handle_rtp_packet = _discard_rtp
 
     # -- ingress ----------------------------------------------------------------------------
@@ -622,8 +627,10 @@ class TrackForwarder:
 
             if ssrc != self._media_ssrc:
                 self._source_changed(ssrc)
-            if self._nacks is not None and self._nacks.add(packet):
-                await receiver._send_rtcp_nack(ssrc, sorted(self._nacks.missing))
+            if self._nacks is not None and self._nacks.add(packet.sequence_number):
+                due = self._missing_due()
+                if due:
+                    await receiver._send_rtcp_nack(ssrc, due)
 
             await self._forward(packet)
         except Exception:
@@ -631,6 +638,32 @@ class TrackForwarder:
             if not self._error_logged:
                 self._error_logged = True
                 logger.exception("forwarding a %s packet failed (logged once)", self.kind)
+
+    def _missing_due(self) -> list[int]:
+        """What to NACK now (new gaps at once, then again until they come); retries scheduled.
+
+        A packet given up after every try is lost for good: subscribers cannot decode on
+        without a keyframe, so one is asked for (rate-limited like subscribers' own requests).
+        """
+        if self._nack_timer is not None:
+            self._nack_timer.cancel()  # a new gap: asked now, and the next round rescheduled
+            self._nack_timer = None
+        nacks = self._nacks
+        if nacks is None or self._closed:
+            return []
+        loop = asyncio.get_running_loop()
+        due = nacks.due(loop.time())
+        if nacks.take_given_up() and self._keyframes is not None:
+            self._keyframes.subscriber_request()
+        if nacks:
+            self._nack_timer = loop.call_later(RETRY_SECONDS, self._retry_missing)
+        return due
+
+    def _retry_missing(self) -> None:
+        due = self._missing_due()
+        ssrc = self._media_ssrc
+        if due and ssrc is not None:
+            self._spawn(self._receiver._send_rtcp_nack(ssrc, due))
 
     async def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
         rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc
@@ -802,7 +835,7 @@ class TrackForwarder:
         self._max_seq = None
         self._history = [None] * RTP_HISTORY_SIZE
         if self._nacks is not None:
-            self._nacks = NackGenerator()
+            self._nacks = MissingPackets()
         if first or not self._active:
             return
         self._waiting.extend(self._active)

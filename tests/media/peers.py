@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -85,7 +86,15 @@ class Camera(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, width: int, height: int, codec: str = "vp8", fps: int = 30) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        codec: str = "vp8",
+        fps: int = 30,
+        noisy_rows: int = 0,
+        skip_late: bool = False,
+    ) -> None:
         super().__init__()
         self.width = width
         self.height = height
@@ -106,10 +115,19 @@ class Camera(MediaStreamTrack):
         self._lumas = [
             bytes((x * 2 + shift * 9) & 0xFF for x in range(width)) * height for shift in range(32)
         ]
+        if noisy_rows:
+            # Noise costs bits as a real picture does: 60 rows of 320 make ~0.8 Mbit/s, about
+            # 100 packets a second, where the gradient alone makes one small packet per frame.
+            noise = random.Random(noisy_rows)
+            self._lumas = [
+                noise.randbytes(width * noisy_rows) + luma[width * noisy_rows :]
+                for luma in self._lumas
+            ]
         self._chroma = bytes([128]) * (width * height // 4)
         self._keyframe_wanted = True
         self._count = 0
         self._start: float | None = None
+        self._skip_late = skip_late
         self.keyframes_sent = 0
 
     def request_keyframe(self) -> None:
@@ -121,6 +139,10 @@ class Camera(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
+        elif self._skip_late:
+            # A real camera captures on time: after a stall it has missed frames, not queued
+            # them to send in one burst.
+            self._count = max(self._count, int((loop.time() - self._start) / self._period))
         await asyncio.sleep(max(0.0, self._start + self._count * self._period - loop.time()))
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         frame.planes[0].update(self._lumas[self._count % len(self._lumas)])
