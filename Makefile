@@ -17,7 +17,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# bench/sfu.py measures Janus VideoRoom (Debian's package) beside our SFU.
 bench: $(VENV)/.installed
+	@command -v janus >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq janus; }
 	$(BIN)/python bench/sfu.py
 
 $(VENV)/.installed: pyproject.toml

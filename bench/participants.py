@@ -6,6 +6,7 @@ subscribers that publish nothing, waits until every subscriber receives video, l
 measures one window: the server's CPU time (from /proc/PID/stat), the server's own forwarded-packet
 count, and per subscriber the video frames that arrived *complete* (every RTP packet from the
 frame's first to its marker, no sequence gap) per second. It prints one JSON object on stdout.
+With ``--signaling janus`` the same participants join a Janus VideoRoom instead (bench/janus.py).
 
 Most subscribers count RTP where it enters the process, without decrypting or decoding it (see
 :class:`Subscriber`): 64 subscribers taking aiortc's whole receive path, let alone decoding, would
@@ -213,6 +214,8 @@ class Snapshot:
     lost: list[int]
     video_bytes: list[int]
     audio_packets: list[int]
+    #: RTP packets (video and audio) that reached each subscriber from the server.
+    received: list[int]
     decoded: list[int]
 
 
@@ -239,6 +242,7 @@ async def _snapshot(
         lost=[s.wire.lost for s in subscribers],
         video_bytes=[s.wire.video_bytes for s in subscribers],
         audio_packets=[s.wire.audio_packets for s in subscribers],
+        received=[s.wire.video_packets + s.wire.audio_packets for s in subscribers],
         decoded=[s.received_from(publisher_id).frames_decoded for s in subscribers if s.decode],
     )
 
@@ -278,12 +282,24 @@ async def run(
     stats_url: str,
     bitrate: int,
     join_concurrency: int = 8,
+    signaling: str = "huddle",
 ) -> dict[str, Any]:
-    """Join everyone, measure one window, leave; the measurements as a JSON-ready dict."""
+    """Join everyone, measure one window, leave; the measurements as a JSON-ready dict.
+
+    ``signaling`` is how the participants speak to the server: ``huddle`` (huddle's WebSocket
+    protocol, which bench/relay_server.py speaks too) or ``janus`` (Janus VideoRoom's HTTP API).
+    """
     pin_vp8_bitrate(bitrate)
     started = time.monotonic()
     camera = SyntheticCamera()
-    publisher = HuddleClient(
+    publisher_class: type[HuddleClient] = HuddleClient
+    subscriber_class: type[Subscriber] = Subscriber
+    if signaling == "janus":
+        # Imported here: bench.janus builds its subscriber on this module's Subscriber.
+        from bench.janus import JanusPublisher, JanusSubscriber
+
+        publisher_class, subscriber_class = JanusPublisher, JanusSubscriber
+    publisher = publisher_class(
         join_url, "publisher", publish_audio=True, publish_video=False, decode=False
     )
     # Added before join(): the publishing offer then carries this camera and the client's tone.
@@ -292,7 +308,9 @@ async def run(
     assert publisher.you is not None
     publisher_id = str(publisher.you["id"])
 
-    audience = [Subscriber(join_url, f"sub-{i}", decode=i < decoders) for i in range(subscribers)]
+    audience = [
+        subscriber_class(join_url, f"sub-{i}", decode=i < decoders) for i in range(subscribers)
+    ]
     gate = asyncio.Semaphore(join_concurrency)
 
     async def join(subscriber: Subscriber) -> None:
@@ -335,6 +353,8 @@ async def run(
             3,
         ),
         "packets_forwarded": last.packets_forwarded - first.packets_forwarded,
+        # What the subscribers got, to hold the server's own count against.
+        "packets_received": sum(last.received) - sum(first.received),
         "publisher_fps": round((last.camera_frames - first.camera_frames) / window, 2),
         "fps": _summary(fps),
         "fps_marker": _summary(_rates(first.frames, last.frames, window)),
@@ -366,6 +386,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--bitrate", type=int, default=1_000_000)
     parser.add_argument("--core", type=int, help="pin this process (and its threads) to one CPU")
+    parser.add_argument(
+        "--signaling",
+        choices=("huddle", "janus"),
+        default="huddle",
+        help="huddle's WebSocket protocol (huddle, relay) or Janus VideoRoom's HTTP API",
+    )
     args = parser.parse_args(argv)
     if args.core is not None:
         # First thing: threads started later (aiortc's decoders, encoders) inherit the pinning.
@@ -382,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
             server_pid=args.server_pid,
             stats_url=args.stats_url,
             bitrate=args.bitrate,
+            signaling=args.signaling,
         )
         print(json.dumps(result), flush=True)
         # The server under test is stopped next: tearing down 2N peer connections (and joining

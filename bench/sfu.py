@@ -1,27 +1,37 @@
-"""SFU benchmark: server CPU per subscriber and subscriber fps, huddle's SFU against MediaRelay.
+"""SFU benchmark: server CPU per forwarded packet and subscriber fps, huddle's SFU against peers.
 
 One synthetic publisher (aiortc, 640x480 at 30 fps VP8 pinned at --bitrate, plus Opus) and N
-subscribers on loopback. The server under test runs in its own process pinned to one core; the
-publisher and subscribers run in another process pinned to the other core. For each (server, N) the
-bench measures, over a steady window after a warm-up:
+subscribers on the machine's own address. The server under test runs in its own process pinned to
+one core; the publisher and subscribers run in another process pinned to the other core. For each
+(server, N) the bench measures, over a steady window after a warm-up:
 
 - the server's CPU time (utime + stime of its process, from /proc), as % of one core;
-- the server's own count of RTP packets it sent to subscribers, hence CPU microseconds per packet;
+- the server's own count of RTP packets it sent to subscribers, hence CPU microseconds per packet
+  (beside it, the packets the subscribers counted, which should agree);
 - at each subscriber, video frames per second that arrived complete (counted from RTP, no decoding;
   a few subscribers also decode, as a check).
 
-The baseline, measured in the same run and interleaved with it (huddle, relay, huddle, relay...), is
-aiortc's ``MediaRelay`` behind the same signaling protocol (bench/relay_server.py), which decodes
-once and re-encodes for every subscriber. Output: one JSON line per (server, N), then one per
-same-N ratio, the marginal cost of a subscriber on each server (a least-squares line through the
-runs where the server keeps up), each server's CPU per subscriber at its capacity, and the goals.
-Progress and warnings (another process on the server's core, a saturated client core) go to
-stderr; a run disturbed by another process is measured again (--retries).
+The servers, measured in the same run and interleaved (huddle, janus, janus-el1, relay, huddle...):
 
-    python bench/sfu.py                 # the full run (about 5 minutes on a quiet machine)
-    python bench/sfu.py --quick         # a one-minute smoke run
-    python bench/sfu.py --huddle-n 1,64 --relay-n 1,4 --duration 20 --rounds 2
-    python bench/sfu.py --huddle-n 64 --relay-n "" --profile-dir /tmp/prof   # then bench.hotspots
+- ``huddle``: our SFU (media/, behind bench/serve.py);
+- ``janus``: Janus VideoRoom (C, Debian's package, ``apt-get install janus``) with its default
+  configuration (an event loop and thread per handle), driven through its HTTP API by the same
+  aiortc publisher and subscribers (bench/janus.py); its packet count comes from its Admin API;
+- ``janus-el1``: the same with ``event_loops = 1`` in janus.jcfg (every handle on one loop);
+- ``relay``: aiortc's ``MediaRelay`` behind huddle's signaling protocol (bench/relay_server.py),
+  which decodes once and re-encodes for every subscriber.
+
+Output: one JSON line per (server, N), then per N the ratios against huddle (CPU per subscriber
+against relay, CPU per packet against each Janus setting), the marginal cost of a subscriber on each
+server (a least-squares line through the runs where the server keeps up), each server's CPU per
+subscriber at its capacity, and the goals. Progress and warnings (another process on the server's
+core, a saturated client core) go to stderr; a run disturbed by another process is measured again
+(--retries).
+
+    python bench/sfu.py                 # the full run (about 7 minutes on a quiet machine)
+    python bench/sfu.py --quick         # a smoke run (under 2 minutes)
+    python bench/sfu.py --servers huddle,janus-el1 --huddle-n 64 --janus-n 64 --rounds 3
+    python bench/sfu.py --servers huddle --huddle-n 64 --profile-dir /tmp/prof  # bench.hotspots
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import signal
 import statistics
 import subprocess
@@ -47,10 +58,20 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The sampling profiler behind --profile-dir (``pip install py-spy``), beside this Python.
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
-#: The goals the SFU is held to (the issue): 30 fps at N=64 on one core, and a subscriber costing
-#: at least 30 times less CPU than on MediaRelay.
+#: The servers, in the order the schedule interleaves them.
+SERVERS = ("huddle", "janus", "janus-el1", "relay")
+#: The Janus settings: server name -> ``event_loops`` in janus.jcfg (None: Janus's default).
+JANUS_SETTINGS: dict[str, int | None] = {"janus": None, "janus-el1": 1}
+#: Subscriber counts per server: the full run, and --quick.
+DEFAULT_N = {"huddle": [1, 4, 16, 32, 64], "janus": [1, 4, 16, 32, 64], "relay": [1, 2, 3, 4, 6, 8]}
+QUICK_N = {"huddle": [1, 64], "janus": [1, 64], "relay": [1, 2]}
+
+#: The goals the SFU is held to (the issue): 30 fps at N=64 on one core, a subscriber costing at
+#: least 30 times less CPU than on MediaRelay, and no more CPU per forwarded packet at N=64 than
+#: Janus with one event loop (its most frugal setting) while every subscriber gets 30 fps.
 GOAL_N = 64
 GOAL_RATIO = 30.0
+GOAL_PEER = "janus-el1"
 #: A subscriber "holds 30 fps" at this many complete frames per second or more (one frame in 30
 #: may be late across a window edge).
 FPS_HELD = 29.0
@@ -67,8 +88,9 @@ CLIENT_BUSY_PCT = 85.0
 class Options:
     """Everything a run needs, from the command line."""
 
-    huddle_n: list[int]
-    relay_n: list[int]
+    servers: list[str]
+    #: Subscriber counts per server, by name.
+    counts: dict[str, list[int]]
     warmup: float
     duration: float
     decoders: int
@@ -130,6 +152,17 @@ def _tail(log: IO[str]) -> str:
     return log.read()[-1500:]
 
 
+def _server_command(server: str, options: Options) -> list[str]:
+    """The command that starts ``server`` and prints its ready line (pid, URLs)."""
+    common = ["--bitrate", str(options.bitrate), "--core", str(options.server_core)]
+    if server in JANUS_SETTINGS:
+        # bench.janus itself stays on the clients' core; it pins Janus to the server's.
+        event_loops = JANUS_SETTINGS[server]
+        loops = [] if event_loops is None else ["--event-loops", str(event_loops)]
+        return [sys.executable, "-m", "bench.janus", *common, *loops]
+    return [sys.executable, "-m", "bench.serve", "--server", server, *common]
+
+
 def measure(server: str, n: int, options: Options, round_: int) -> dict[str, Any]:
     """Start the server and the participants for one (server, N), return the result line."""
     python = sys.executable
@@ -137,17 +170,7 @@ def measure(server: str, n: int, options: Options, round_: int) -> dict[str, Any
     serve_log = tempfile.TemporaryFile("w+")
     clients_log = tempfile.TemporaryFile("w+")
     serve = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "bench.serve",
-            "--server",
-            server,
-            "--bitrate",
-            str(options.bitrate),
-            "--core",
-            str(options.server_core),
-        ],
+        _server_command(server, options),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=serve_log,
@@ -180,6 +203,8 @@ def measure(server: str, n: int, options: Options, round_: int) -> dict[str, Any
                 str(options.bitrate),
                 "--core",
                 str(options.client_core),
+                "--signaling",
+                ready.get("signaling", "huddle"),
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -263,6 +288,8 @@ def _result_line(server: str, n: int, round_: int, m: dict[str, Any]) -> dict[st
         "server_cpu_pct": round(cpu_pct, 1),
         "cpu_per_subscriber_pct": round(cpu_pct / n, 3),
         "fwd_packets_per_s": round(packets / window),
+        # RTP packets the subscribers counted: agrees with the server's own count above.
+        "rcv_packets_per_s": round(m["packets_received"] / window),
         "us_per_fwd_packet": round(1e6 * m["server_cpu_s"] / packets, 1) if packets else None,
         "fps_min": m["fps"]["min"],
         "fps_median": m["fps"]["median"],
@@ -280,13 +307,13 @@ def _result_line(server: str, n: int, round_: int, m: dict[str, Any]) -> dict[st
 
 
 def _schedule(options: Options) -> Iterator[tuple[str, int, int]]:
-    """(server, N, round), alternating servers so that drift hits both alike."""
+    """(server, N, round), alternating servers so that drift hits all alike."""
     for round_ in range(1, options.rounds + 1):
-        pairs = itertools.zip_longest(
-            [("huddle", n) for n in options.huddle_n], [("relay", n) for n in options.relay_n]
+        rows = itertools.zip_longest(
+            *([(server, n) for n in options.counts[server]] for server in options.servers)
         )
-        for pair in pairs:
-            for item in pair:
+        for row in rows:
+            for item in row:
                 if item is not None:
                     yield item[0], item[1], round_
 
@@ -305,11 +332,10 @@ def _by_n(
     return {n: combine(v) for n, v in sorted(values.items())}
 
 
-def _fit(points: dict[int, float]) -> tuple[float, float] | None:
-    """Least-squares (slope, intercept) of CPU % against N, or None with fewer than 2 points."""
-    if len(points) < 2:
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """Least-squares (slope, intercept) of ``ys`` against ``xs``; None with fewer than 2 points."""
+    if len(set(xs)) < 2:
         return None
-    xs, ys = list(points), list(points.values())
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mean_x) ** 2 for x in xs)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx
@@ -323,16 +349,18 @@ def _capacity(results: list[dict[str, Any]], server: str) -> int | None:
 
 
 def _at_capacity(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """CPU per subscriber of each server at the largest N where it held 30 fps, and their ratio.
+    """CPU per subscriber of each server at the largest N where it held 30 fps, and the ratio
+    MediaRelay / huddle.
 
     Each server's fixed cost is spread over as many subscribers as it can serve; a second view
     beside the marginal cost.
     """
     line: dict[str, Any] = {"bench": "sfu", "result": "at_capacity"}
-    for server in ("huddle", "relay"):
+    for server in SERVERS:
         n = _capacity(results, server)
-        line[f"{server}_n"] = n
-        line[f"{server}_cpu_per_subscriber_pct"] = (
+        key = server.replace("-", "_")
+        line[f"{key}_n"] = n
+        line[f"{key}_cpu_per_subscriber_pct"] = (
             None if n is None else round(_by_n(results, server, "cpu_per_subscriber_pct")[n], 3)
         )
     ours, theirs = line["huddle_cpu_per_subscriber_pct"], line["relay_cpu_per_subscriber_pct"]
@@ -340,9 +368,39 @@ def _at_capacity(results: list[dict[str, Any]]) -> dict[str, Any]:
     return line
 
 
+def _marginal(results: list[dict[str, Any]], server: str) -> dict[str, Any]:
+    """The cost of one more subscriber on ``server``: least squares over the runs it kept up.
+
+    Two lines through the same runs: CPU % against N (per subscriber), and CPU % against the
+    forwarded packet rate (per packet, in CPU microseconds: the fixed cost of receiving the
+    publisher stays out of it).
+    """
+    cpu = _by_n(results, server, "server_cpu_pct")
+    rate = _by_n(results, server, "fwd_packets_per_s")
+    # Runs where the server kept up: below CPU_BOUND_PCT, and every subscriber at 30 fps in at
+    # least one round (a round can lose frames to another process on a shared machine).
+    best_fps = _by_n(results, server, "fps_min", max)
+    kept_up = [n for n, c in cpu.items() if c < CPU_BOUND_PCT and best_fps[n] >= FPS_HELD]
+    per_subscriber = _fit([float(n) for n in kept_up], [cpu[n] for n in kept_up])
+    with_rate = [n for n in kept_up if n in rate]
+    # 1% of a core for one packet per second is 10,000 us per packet.
+    per_packet = _fit([rate[n] for n in with_rate], [cpu[n] for n in with_rate])
+    return {
+        "bench": "sfu",
+        "result": "marginal",
+        "server": server,
+        "cpu_pct_per_subscriber": round(per_subscriber[0], 3) if per_subscriber else None,
+        "fixed_cpu_pct": round(per_subscriber[1], 1) if per_subscriber else None,
+        "us_per_packet": round(per_packet[0] * 10_000, 1) if per_packet else None,
+        "fit_n": kept_up,
+        "max_n_holding_30fps": _capacity(results, server),
+    }
+
+
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Same-N ratios, marginal cost per subscriber of each server, and the goals."""
     ok = [line for line in results if "error" not in line]
+    servers = [server for server in SERVERS if any(line["server"] == server for line in ok)]
     lines: list[dict[str, Any]] = []
     per_sub = {s: _by_n(ok, s, "cpu_per_subscriber_pct") for s in ("huddle", "relay")}
     for n in sorted(set(per_sub["huddle"]) & set(per_sub["relay"])):
@@ -357,46 +415,57 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "ratio": round(theirs / ours, 1) if ours > 0 else None,
             }
         )
-    marginal: dict[str, float | None] = {}
-    for server in ("huddle", "relay"):
-        cpu = _by_n(ok, server, "server_cpu_pct")
-        # Runs where the server kept up: below CPU_BOUND_PCT, and every subscriber at 30 fps in
-        # at least one round (a round can lose frames to another process on a shared machine).
-        best_fps = _by_n(ok, server, "fps_min", max)
-        points = {n: c for n, c in cpu.items() if c < CPU_BOUND_PCT and best_fps[n] >= FPS_HELD}
-        fit = _fit(points)
-        marginal[server] = fit[0] if fit else None
-        lines.append(
-            {
-                "bench": "sfu",
-                "result": "marginal",
-                "server": server,
-                "cpu_pct_per_subscriber": round(fit[0], 3) if fit else None,
-                "fixed_cpu_pct": round(fit[1], 1) if fit else None,
-                "fit_n": sorted(points),
-                "max_n_holding_30fps": _capacity(ok, server),
-            }
-        )
+    # CPU per forwarded packet against each Janus setting: ours / theirs (below 1: we spend less).
+    per_packet = {s: _by_n(ok, s, "us_per_fwd_packet") for s in SERVERS}
+    for peer in JANUS_SETTINGS:
+        for n in sorted(set(per_packet["huddle"]) & set(per_packet[peer])):
+            ours, theirs = per_packet["huddle"][n], per_packet[peer][n]
+            lines.append(
+                {
+                    "bench": "sfu",
+                    "result": "us_per_packet_ratio",
+                    "n": n,
+                    "peer": peer,
+                    "huddle_us_per_fwd_packet": round(ours, 1),
+                    "peer_us_per_fwd_packet": round(theirs, 1),
+                    "ratio": round(ours / theirs, 2) if theirs > 0 else None,
+                }
+            )
+    marginal = {server: _marginal(ok, server) for server in servers}
+    lines += marginal.values()
     lines.append(_at_capacity(ok))
-    fps_at_goal = _by_n(ok, "huddle", "fps_min").get(GOAL_N)
+    fps = {s: _by_n(ok, s, "fps_min").get(GOAL_N) for s in SERVERS}
+    us = {s: per_packet[s].get(GOAL_N) for s in SERVERS}
     cpu_at_goal = _by_n(ok, "huddle", "server_cpu_pct").get(GOAL_N)
-    ours_m, theirs_m = marginal["huddle"], marginal["relay"]
+    ours_m = marginal.get("huddle", {}).get("cpu_pct_per_subscriber")
+    theirs_m = marginal.get("relay", {}).get("cpu_pct_per_subscriber")
     ratio = theirs_m / ours_m if ours_m and theirs_m and ours_m > 0 else None
+    ours_us, peer_us = us["huddle"], us[GOAL_PEER]
     lines.append(
         {
             "bench": "sfu",
             "result": "goals",
             "n": GOAL_N,
-            "huddle_fps_min": fps_at_goal,
+            "huddle_fps_min": fps["huddle"],
             "huddle_server_cpu_pct": cpu_at_goal,
             # None: not measured in this run (N=64 not in --huddle-n, or no fit).
             "holds_30fps_on_one_core": (
                 None
-                if fps_at_goal is None or cpu_at_goal is None
-                else fps_at_goal >= FPS_HELD and cpu_at_goal < 100
+                if fps["huddle"] is None or cpu_at_goal is None
+                else fps["huddle"] >= FPS_HELD and cpu_at_goal < 100
             ),
             "marginal_ratio_relay_over_huddle": round(ratio, 1) if ratio else None,
             "ratio_at_least_30x": None if ratio is None else ratio >= GOAL_RATIO,
+            "huddle_us_per_fwd_packet": ours_us,
+            "janus_us_per_fwd_packet": us["janus"],
+            "janus_el1_us_per_fwd_packet": us["janus-el1"],
+            "janus_el1_fps_min": fps["janus-el1"],
+            # Ours at N=64 costs no more per packet than Janus with one event loop, at 30 fps.
+            "at_most_janus_el1_us_per_packet": (
+                None
+                if ours_us is None or peer_us is None or fps["huddle"] is None
+                else ours_us <= peer_us and fps["huddle"] >= FPS_HELD
+            ),
             "max_server_core_others_pct": max(
                 (line["server_core_others_pct"] for line in ok), default=None
             ),
@@ -406,14 +475,22 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
-    """The command line; --quick is a ~1 minute smoke run."""
+    """The command line; --quick is a smoke run of under 2 minutes."""
     cores = sorted(os.sched_getaffinity(0))
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: few N, short windows")
-    parser.add_argument("--huddle-n", help="subscriber counts for huddle's SFU (1,4,8,16,32,64)")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"servers to measure, interleaved in this order ({','.join(SERVERS)})",
+    )
+    parser.add_argument("--huddle-n", help="subscriber counts for huddle's SFU (1,4,16,32,64)")
+    parser.add_argument(
+        "--janus-n", help="subscriber counts for both Janus settings (1,4,16,32,64)"
+    )
     parser.add_argument("--relay-n", help="subscriber counts for MediaRelay (1,2,3,4,6,8)")
     parser.add_argument("--warmup", type=float, help="seconds between all-receiving and window (5)")
     parser.add_argument("--duration", type=float, help="seconds in the measured window (10)")
@@ -434,15 +511,25 @@ def parse_options(argv: list[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.profile_dir is not None and not os.access(PY_SPY, os.X_OK):
         parser.error(f"--profile-dir needs py-spy at {PY_SPY}: pip install py-spy")
+    servers = [part.strip() for part in args.servers.split(",") if part.strip()]
+    unknown = sorted(set(servers) - set(SERVERS))
+    if unknown:
+        parser.error(f"unknown servers {', '.join(unknown)}: choose from {', '.join(SERVERS)}")
 
-    def counts(text: str | None, default: list[int], quick: list[int]) -> list[int]:
+    def counts(text: str | None, family: str) -> list[int]:
         if text is not None:  # "" runs that server not at all
             return [int(part) for part in text.split(",") if part.strip()]
-        return quick if args.quick else default
+        return (QUICK_N if args.quick else DEFAULT_N)[family]
 
+    janus_n = counts(args.janus_n, "janus")
     return Options(
-        huddle_n=counts(args.huddle_n, [1, 4, 8, 16, 32, 64], [1, 64]),
-        relay_n=counts(args.relay_n, [1, 2, 3, 4, 6, 8], [1, 2]),
+        servers=servers,
+        counts={
+            "huddle": counts(args.huddle_n, "huddle"),
+            "janus": janus_n,
+            "janus-el1": janus_n,
+            "relay": counts(args.relay_n, "relay"),
+        },
         warmup=args.warmup if args.warmup is not None else (2.0 if args.quick else 5.0),
         duration=args.duration if args.duration is not None else (4.0 if args.quick else 10.0),
         decoders=args.decoders,
@@ -465,6 +552,14 @@ def _intrusion(line: dict[str, Any]) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Run the schedule, print the JSON lines; exit status 1 if any run failed."""
     options = parse_options(argv)
+    if any(options.counts[s] for s in options.servers if s in JANUS_SETTINGS) and not shutil.which(
+        "janus"
+    ):
+        _progress(
+            "Janus is not installed: apt-get install janus (or `make bench`, which installs it); "
+            "or leave Janus out: --servers huddle,relay"
+        )
+        return 2
     if options.server_core == options.client_core:
         _progress("warning: server and clients share one core; numbers will not mean much")
     os.sched_setaffinity(0, {options.client_core})
