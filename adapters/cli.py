@@ -12,7 +12,7 @@ from aiohttp import web
 
 from adapters.server import build
 from bot import logs
-from bot.config import Settings
+from bot.config import Settings, media_workers
 
 log = logging.getLogger("huddle.cli")
 
@@ -25,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (HUDDLE_PORT, default 8080)")
     serve.add_argument(
         "--data-dir", type=Path, help="where the SQLite file and secret live (default .huddle)"
+    )
+    serve.add_argument(
+        "--media-workers",
+        metavar="N|auto",
+        help="run media in N worker processes, 'auto' for one per core "
+        "(HUDDLE_MEDIA_WORKERS, default 0: in this process)",
     )
     return parser
 
@@ -59,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
         settings.port = args.port
     if args.data_dir:
         settings.data_dir = args.data_dir
+    if args.media_workers is not None:
+        try:
+            settings.media_workers = media_workers(args.media_workers, "--media-workers")
+        except ValueError as exc:
+            _parser().error(str(exc))
     logs.setup(settings.log_level)
     asyncio.run(serve(settings))
 

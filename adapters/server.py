@@ -23,6 +23,7 @@ from bot.scheduler import MeetingScheduler
 from bot.store import Store
 from media.events import HuddleAccess
 from media.server import MediaServer
+from media.workers import MediaWorkers
 
 log = logging.getLogger("huddle.server")
 
@@ -67,7 +68,7 @@ class Huddle:
 
     settings: Settings
     store: Store
-    media: MediaServer
+    media: MediaServer | MediaWorkers
     publisher: Publisher
     huddles: HuddleService
     meetings: MeetingService
@@ -91,7 +92,17 @@ async def build(settings: Settings) -> Huddle:
         # The media core asks the core through this; the core is built after the media server.
         return await holder["huddles"].gate(huddle_id)
 
-    media = MediaServer(secret=settings.secret, public_url=settings.public_url, gate=gate)
+    media: MediaServer | MediaWorkers
+    if settings.media_workers:
+        # Media on several cores: huddles hashed over worker processes, one public port still.
+        media = MediaWorkers(
+            secret=settings.secret,
+            public_url=settings.public_url,
+            gate=gate,
+            workers=settings.media_workers,
+        )
+    else:
+        media = MediaServer(secret=settings.secret, public_url=settings.public_url, gate=gate)
     huddles = HuddleService(store, media, publisher, settings)
     holder["huddles"] = huddles
     links = Links(settings.secret, settings.public_url, store)
@@ -135,6 +146,7 @@ async def build(settings: Settings) -> Huddle:
     )
 
     async def on_startup(_: web.Application) -> None:
+        await media.start()
         publisher.start()
         await huddles.start()
         scheduler.start()

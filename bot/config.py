@@ -27,6 +27,22 @@ def _ids_env(name: str) -> tuple[int, ...]:
         raise ValueError(f"{name} must be numeric ids separated by commas, got {raw!r}") from exc
 
 
+def media_workers(raw: str, name: str = "HUDDLE_MEDIA_WORKERS") -> int:
+    """``""``/``"0"``: media in the main process; ``"auto"``: one worker per core; else a count."""
+    text = raw.strip().lower()
+    if text in ("", "0"):
+        return 0
+    if text == "auto":
+        return len(os.sched_getaffinity(0))
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"{name} must be a number of processes or 'auto', got {raw!r}")
+    return count
+
+
 @dataclass
 class Settings:
     """Everything `huddle serve` needs; see the README's configuration table."""
@@ -49,6 +65,8 @@ class Settings:
     log_level: str = "INFO"
     #: Names this process among several sharing a database (default ``hostname:port``).
     node: str = ""
+    #: Media worker processes (0: media runs in this process); a huddle lives on one worker.
+    media_workers: int = 0
     # Slack (adapters/slack): Socket Mode with an app token, else HTTP mode with a signing secret.
     slack_bot_token: str = field(default="", repr=False)
     slack_app_token: str = field(default="", repr=False)
@@ -75,6 +93,7 @@ class Settings:
             secret=os.environ.get("HUDDLE_SECRET", "").encode(),
             log_level=os.environ.get("HUDDLE_LOG_LEVEL", "INFO").upper(),
             node=os.environ.get("HUDDLE_NODE", ""),
+            media_workers=media_workers(os.environ.get("HUDDLE_MEDIA_WORKERS", "")),
             slack_bot_token=os.environ.get("SLACK_BOT_TOKEN", ""),
             slack_app_token=os.environ.get("SLACK_APP_TOKEN", ""),
             slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+log = logging.getLogger(__name__)
+
+#: Seconds a closing media core waits for its listeners to take the last events.
+DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,3 +64,47 @@ class HuddleAccess:
 
 #: Asked before every join page and signaling connection; ``None`` means "no such huddle".
 HuddleGate = Callable[[str], Awaitable[HuddleAccess | None]]
+
+
+class Subscribers:
+    """A media core's listeners: every event goes to each of them, in order, from one task.
+
+    One task means a slow listener never holds up signaling, and events reach a listener in the
+    order they happened.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[MediaListener] = []
+        self._events: asyncio.Queue[MediaEvent] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, listener: MediaListener) -> None:
+        """Call ``listener`` with every event emitted from now on."""
+        self._listeners.append(listener)
+
+    def emit(self, event: MediaEvent) -> None:
+        """Queue ``event`` for every listener (never blocks)."""
+        self._events.put_nowait(event)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._deliver())
+
+    async def close(self) -> None:
+        """Deliver what is queued (waiting at most DRAIN_SECONDS), then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), timeout=DRAIN_SECONDS)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _deliver(self) -> None:
+        while True:
+            event = await self._events.get()
+            for listener in list(self._listeners):
+                try:
+                    await listener(event)
+                except Exception:
+                    log.exception("listener_failed event=%s", type(event).__name__)
+            self._events.task_done()

@@ -8,11 +8,12 @@ live huddle, and reports joins and leaves as :mod:`media.events` to its listener
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import html
 import itertools
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +21,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from media import tokens
-from media.events import HuddleAccess, HuddleGate, MediaEvent, MediaListener
+from media.events import HuddleAccess, HuddleGate, MediaListener, Subscribers
 from media.forwarding import ForwardingStats
 from media.rooms import Room
 from media.signaling import HARD_FRAME_LIMIT, SignalingCounters, SignalingSession
@@ -84,7 +85,95 @@ class MediaStats:
     signaling_connections: int
 
 
-class MediaServer:
+class MediaFront:
+    """What faces people in a media core: join links, the join page, admission, the listeners.
+
+    :class:`MediaServer` (rooms in this process) and :class:`media.workers.MediaWorkers` (rooms in
+    worker processes) build on it; each answers the signaling socket its own way.
+    """
+
+    def __init__(
+        self, *, secret: bytes, public_url: str, gate: HuddleGate, ice_servers: list[str] | None
+    ) -> None:
+        self._secret = secret
+        self._public_url = public_url.rstrip("/")
+        self._gate = gate
+        self._ice_servers = list(ice_servers or [])
+        #: Huddles ended through ``end_huddle``: refused even if the gate lags behind.
+        self._ended: dict[str, str] = {}
+        self._subscribers = Subscribers()
+        self._closing = False
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the join page, the signaling socket and the web client's files on ``app``."""
+        app.router.add_get("/h/{huddle_id}", self._join_page)
+        app.router.add_get("/h/{huddle_id}/ws", self._signaling)
+        app.router.add_get("/media/web/{file}", _static_file)
+
+    def join_url(self, huddle_id: str, expires_at: float) -> str:
+        """The link that lets its holder into ``huddle_id`` until ``expires_at`` (unix time)."""
+        token = tokens.issue(self._secret, huddle_id, expires_at)
+        return f"{self._public_url}/h/{quote(huddle_id, safe='')}?t={token}"
+
+    def subscribe(self, listener: MediaListener) -> None:
+        """Call ``listener`` with every :class:`media.events.MediaEvent`, in order."""
+        self._subscribers.add(listener)
+
+    async def _admit(self, request: web.Request) -> HuddleAccess | str:
+        """The huddle if the token and the gate let this request in, else the reason why not."""
+        huddle_id = request.match_info["huddle_id"]
+        if self._closing:
+            return "The huddle server is shutting down. Try again in a minute."
+        try:
+            tokens.verify(self._secret, request.query.get("t", ""), huddle_id)
+        except tokens.TokenError as exc:
+            return str(exc)
+        if huddle_id in self._ended:
+            return f"This huddle has ended ({self._ended[huddle_id]})."
+        try:
+            access = await self._gate(huddle_id)
+        except Exception:
+            log.exception("gate_failed huddle=%s", huddle_id)
+            return "The huddle could not be checked right now. Try again in a minute."
+        if access is None:
+            return "This huddle does not exist (or no longer does)."
+        if not access.open:
+            return access.closed_reason or "This huddle has ended."
+        return access
+
+    async def _join_page(self, request: web.Request) -> web.Response:
+        access = await self._admit(request)
+        if isinstance(access, str):
+            log.info(
+                "join_page_refused huddle=%s reason=%r", request.match_info["huddle_id"], access
+            )
+            return web.Response(
+                status=403,
+                text=_refusal_page(access),
+                content_type="text/html",
+                headers=PRIVATE_HEADERS,
+            )
+        config = {
+            "huddleId": access.huddle_id,
+            "title": access.title,
+            "iceServers": self._ice_servers,
+        }
+        page = (
+            _template()
+            .replace("{{title}}", html.escape(access.title))
+            .replace("{{config}}", json.dumps(config).replace("<", "\\u003c"))
+        )
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={**PRIVATE_HEADERS, "Content-Security-Policy": JOIN_PAGE_CSP},
+        )
+
+    async def _signaling(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+class MediaServer(MediaFront):
     """Join pages, signaling and forwarding for every huddle of one process."""
 
     def __init__(
@@ -95,41 +184,21 @@ class MediaServer:
         gate: HuddleGate,
         max_participants: int = 100,
         ice_servers: list[str] | None = None,
+        participant_ids: Iterator[int] | None = None,
     ) -> None:
-        self._secret = secret
-        self._public_url = public_url.rstrip("/")
-        self._gate = gate
+        super().__init__(secret=secret, public_url=public_url, gate=gate, ice_servers=ice_servers)
         self._max_participants = max_participants
-        self._ice_servers = list(ice_servers or [])
         self._rooms: dict[str, Room] = {}
-        #: Huddles ended through :meth:`end_huddle`: refused even if the gate lags behind.
-        self._ended: dict[str, str] = {}
         self._sessions: set[SignalingSession] = set()
-        self._listeners: list[MediaListener] = []
-        self._events: asyncio.Queue[MediaEvent] = asyncio.Queue()
-        self._event_task: asyncio.Task[None] | None = None
         self._forwarding = ForwardingStats()
         self._counters = SignalingCounters()
-        self._page_template: str | None = None
-        self._participant_ids = itertools.count(1)
-        self._closing = False
+        #: Numbers behind participant ids ("p-7"); media.workers gives each worker its own.
+        self._participant_ids = participant_ids or itertools.count(1)
 
     # -- the bot's side ---------------------------------------------------------------------
 
-    def add_routes(self, app: web.Application) -> None:
-        """Serve the join page, the signaling socket and the web client's files on ``app``."""
-        app.router.add_get("/h/{huddle_id}", self._join_page)
-        app.router.add_get("/h/{huddle_id}/ws", self._signaling)
-        app.router.add_get("/media/web/{file}", self._static)
-
-    def join_url(self, huddle_id: str, expires_at: float) -> str:
-        """The link that lets its holder into ``huddle_id`` until ``expires_at`` (unix time)."""
-        token = tokens.issue(self._secret, huddle_id, expires_at)
-        return f"{self._public_url}/h/{quote(huddle_id, safe='')}?t={token}"
-
-    def subscribe(self, listener: MediaListener) -> None:
-        """Call ``listener`` with every :class:`media.events.MediaEvent`, in order."""
-        self._listeners.append(listener)
+    async def start(self) -> None:
+        """Nothing to start: everything runs in this process (``media.workers`` has more to do)."""
 
     async def end_huddle(self, huddle_id: str, reason: str) -> None:
         """Send ``ended`` to everyone in the huddle, close their connections, refuse new joins."""
@@ -179,73 +248,14 @@ class MediaServer:
         self._rooms.clear()
         await asyncio.gather(*(room.end(reason) for room in rooms), return_exceptions=True)
         await asyncio.gather(*(s.wait_closed() for s in list(self._sessions)))
-        if self._event_task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._events.join(), timeout=5.0)
-            self._event_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._event_task
-            self._event_task = None
+        await self._subscribers.close()
 
     # -- HTTP -------------------------------------------------------------------------------
-
-    async def _admit(self, request: web.Request) -> HuddleAccess | str:
-        """The huddle if the token and the gate let this request in, else the reason why not."""
-        huddle_id = request.match_info["huddle_id"]
-        if self._closing:
-            return "The huddle server is shutting down. Try again in a minute."
-        try:
-            tokens.verify(self._secret, request.query.get("t", ""), huddle_id)
-        except tokens.TokenError as exc:
-            return str(exc)
-        if huddle_id in self._ended:
-            return f"This huddle has ended ({self._ended[huddle_id]})."
-        try:
-            access = await self._gate(huddle_id)
-        except Exception:
-            log.exception("gate_failed huddle=%s", huddle_id)
-            return "The huddle could not be checked right now. Try again in a minute."
-        if access is None:
-            return "This huddle does not exist (or no longer does)."
-        if not access.open:
-            return access.closed_reason or "This huddle has ended."
-        return access
-
-    async def _join_page(self, request: web.Request) -> web.Response:
-        access = await self._admit(request)
-        if isinstance(access, str):
-            log.info(
-                "join_page_refused huddle=%s reason=%r", request.match_info["huddle_id"], access
-            )
-            return web.Response(
-                status=403,
-                text=_refusal_page(access),
-                content_type="text/html",
-                headers=PRIVATE_HEADERS,
-            )
-        config = {
-            "huddleId": access.huddle_id,
-            "title": access.title,
-            "iceServers": self._ice_servers,
-        }
-        page = (
-            self._template()
-            .replace("{{title}}", html.escape(access.title))
-            .replace("{{config}}", json.dumps(config).replace("<", "\\u003c"))
-        )
-        return web.Response(
-            text=page,
-            content_type="text/html",
-            headers={**PRIVATE_HEADERS, "Content-Security-Policy": JOIN_PAGE_CSP},
-        )
 
     async def _signaling(self, request: web.Request) -> web.StreamResponse:
         access = await self._admit(request)
         if isinstance(access, str):
-            log.info(
-                "signaling_refused huddle=%s reason=%r", request.match_info["huddle_id"], access
-            )
-            return web.Response(status=403, text=access, headers=PRIVATE_HEADERS)
+            return signaling_refusal(access, request)
         ws = web.WebSocketResponse(
             max_msg_size=HARD_FRAME_LIMIT,
             heartbeat=HEARTBEAT_SECONDS,
@@ -269,20 +279,6 @@ class MediaServer:
             self._sessions.discard(session)
         return ws
 
-    async def _static(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["file"]
-        content_type = STATIC_FILES.get(name)
-        if content_type is None:
-            raise web.HTTPNotFound()
-        return web.FileResponse(
-            WEB_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
-        )
-
-    def _template(self) -> str:
-        if self._page_template is None:
-            self._page_template = (WEB_DIR / "join.html").read_text(encoding="utf-8")
-        return self._page_template
-
     # -- rooms and events -------------------------------------------------------------------
 
     def _room(self, access: HuddleAccess) -> Room:
@@ -293,7 +289,7 @@ class MediaServer:
                 access.title,
                 stats=self._forwarding,
                 ice_servers=self._ice_servers,
-                emit=self._emit,
+                emit=self._subscribers.emit,
                 on_empty=self._forget_room,
                 ids=self._participant_ids,
                 notes=access.notes,
@@ -307,21 +303,30 @@ class MediaServer:
             del self._rooms[room.id]
             log.info("huddle_empty huddle=%s", room.id)
 
-    def _emit(self, event: MediaEvent) -> None:
-        # Listeners run in one task, in order, so a slow listener never holds up signaling.
-        self._events.put_nowait(event)
-        if self._event_task is None:
-            self._event_task = asyncio.ensure_future(self._deliver_events())
 
-    async def _deliver_events(self) -> None:
-        while True:
-            event = await self._events.get()
-            for listener in list(self._listeners):
-                try:
-                    await listener(event)
-                except Exception:
-                    log.exception("listener_failed event=%s", type(event).__name__)
-            self._events.task_done()
+# -- helpers of MediaFront and its subclasses --------------------------------------------------
+
+
+def signaling_refusal(reason: str, request: web.Request, status: int = 403) -> web.Response:
+    """A signaling socket refused before the upgrade, with ``reason`` as plain text."""
+    log.info("signaling_refused huddle=%s reason=%r", request.match_info["huddle_id"], reason)
+    return web.Response(status=status, text=reason, headers=PRIVATE_HEADERS)
+
+
+async def _static_file(request: web.Request) -> web.StreamResponse:
+    """One of the web client's files (``STATIC_FILES``), 404 for anything else."""
+    name = request.match_info["file"]
+    content_type = STATIC_FILES.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        WEB_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+    )
+
+
+@functools.cache
+def _template() -> str:
+    return (WEB_DIR / "join.html").read_text(encoding="utf-8")
 
 
 def _refusal_page(reason: str) -> str:
