@@ -750,43 +750,31 @@ class TrackForwarder:
             ext_word = word_hi | ext_value if word_hi and ext_value >= 0 else 0
             size = header.size + payload_size
             wire = egress.wire
-            if wire is not None and size <= MAX_PLAIN_RTP:
-                # The common case: built in the wire's buffer, encrypted and sent in place.
-                buffer = wire.buffer
-                header.pack_into(
-                    buffer,
-                    0,
-                    _RTP_V2_WITH_EXTENSION,
-                    marker_bit | out_pt,
-                    out_seq,
-                    out_ts,
-                    egress.ssrc,
-                    _ONE_BYTE_PROFILE,
-                    egress.ext_words,
-                    ext_word,
-                    egress.mid_block,
-                )
-                buffer[header.size : size] = payload
+            # The common case: built in the wire's buffer, encrypted and sent in place. A
+            # transport without a wire (instrumented), or a packet too big for it, gets bytes.
+            fast = wire is not None and size <= MAX_PLAIN_RTP
+            buffer = wire.buffer if wire is not None and fast else bytearray(size)
+            header.pack_into(
+                buffer,
+                0,
+                _RTP_V2_WITH_EXTENSION,
+                marker_bit | out_pt,
+                out_seq,
+                out_ts,
+                egress.ssrc,
+                _ONE_BYTE_PROFILE,
+                egress.ext_words,
+                ext_word,
+                egress.mid_block,
+            )
+            buffer[header.size : size] = payload
+            if wire is not None and fast:
                 if not wire.send(size):
                     dropped += 1
                     continue
             else:
-                data = (
-                    header.pack(
-                        _RTP_V2_WITH_EXTENSION,
-                        marker_bit | out_pt,
-                        out_seq,
-                        out_ts,
-                        egress.ssrc,
-                        _ONE_BYTE_PROFILE,
-                        egress.ext_words,
-                        ext_word,
-                        egress.mid_block,
-                    )
-                    + payload
-                )
                 try:
-                    await egress.send_rtp(data)
+                    await egress.send_rtp(bytes(buffer))
                 except (ConnectionError, ValueError):
                     dropped += 1
                     continue
