@@ -5,6 +5,11 @@ delivers what is due; a failure is retried with backoff until the platform is ba
 that dies mid-send leaves the post due, so the next process (or this one, restarted) delivers it.
 Edits of one post coalesce (only the latest text is sent), and posts in one thread land in order.
 
+A new post that its publisher waits for (a `/meet` card) is recorded already leased to this
+process and sent at once by the publisher itself: one transaction to record it and one to mark it
+delivered, rather than also waiting for the worker's next claim. Should that send fail, or the
+process die, the post is the worker's like any other.
+
 A post that reached the platform just before a crash, with its ref not yet recorded, is sent again:
 adapters pass ``post.key`` to the platform as an idempotency key where it has one.
 """
@@ -19,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.records import OutboxEntry
-from bot.store import Store
+from bot.store import OutboxPost, Store
 from bot.types import Button, Delivered, HuddleSnapshot, MeetingSnapshot, Post
 
 log = logging.getLogger("huddle.delivery")
@@ -84,7 +89,7 @@ def _decode(entry: OutboxEntry) -> Post:
 
 
 class Publisher:
-    """The outbox: ``publish`` records a post, a background worker delivers it."""
+    """The outbox: ``publish`` records a post; it or a background worker delivers it."""
 
     def __init__(
         self,
@@ -105,6 +110,8 @@ class Publisher:
         #: Publishers waiting for a post to land: key -> [(version, future of its ref)].
         self._waiters: dict[str, list[tuple[int, asyncio.Future[str]]]] = {}
         self._worker: asyncio.Task[None] | None = None
+        #: New posts this process leased to itself and is sending now (see ``outgoing``).
+        self._sending: set[asyncio.Task[None]] = set()
 
     def register(self, platform: Platform) -> None:
         """Make a platform available for posts to its channels."""
@@ -117,38 +124,66 @@ class Publisher:
 
     async def stop(self) -> None:
         """Stop the worker; undelivered posts stay in the outbox for the next start."""
+        tasks = list(self._sending)
         if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+            tasks.append(self._worker)
             self._worker = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def publish(self, post: Post, wait: float = 5.0) -> Delivered | None:
         """Record ``post`` durably and wait up to ``wait`` s for it to land.
 
         Returns where it landed, or None if it is still queued (it will be delivered later).
         """
-        version = await self.store.put_post(
-            post.key, post.channel, post.thread_of, _encode(post), self.clock()
-        )
-        self._wake.set()
+        version, leased = await self.store.queue_post(self.outgoing(post, now=wait > 0))
+        return await self.delivered(post, version, leased, wait)
+
+    def outgoing(self, post: Post, *, now: bool = False) -> OutboxPost:
+        """``post`` as the outbox records it (``Store.queue_post``, or with other rows in one
+        transaction, ``Store.add_huddle``); then :meth:`delivered` sends it.
+
+        ``now``: if the post is new, lease it to this process in the same statement, so that
+        :meth:`delivered` sends it at once rather than after the worker's next claim.
+        """
+        at = self.clock()
+        lease = at + timedelta(seconds=self.lease) if now else None
+        return OutboxPost(post.key, post.channel, post.thread_of, _encode(post), at, lease)
+
+    async def delivered(
+        self, post: Post, version: int, leased: OutboxEntry | None, wait: float = 5.0
+    ) -> Delivered | None:
+        """Deliver ``version`` of ``post``, just recorded (sent at once if it was ``leased`` to
+        this process, else by the worker); wait up to ``wait`` s for it to land.
+
+        Returns where it landed, or None if it is still queued (it will be delivered later).
+        """
+        if leased is not None:
+            task = asyncio.get_running_loop().create_task(self._deliver_leased(leased))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        else:
+            self._wake.set()
         if wait <= 0:
             return None
-        # Our worker resolves this when it delivers the version; the database is asked only
-        # now (it may have landed already) and once a poll (another process may deliver it).
+        # Resolved when this process delivers the version. The database is asked only when a
+        # poll goes by without it (another process may have delivered it): a version just
+        # recorded has not landed anywhere yet, so asking at once would only cost a round trip.
         landed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         waiters = self._waiters.setdefault(post.key, [])
         waiters.append((version, landed))
         try:
             async with asyncio.timeout(wait):
                 while True:
-                    delivered_version, ref = await self.store.post_progress(post.key)
-                    if delivered_version >= version and ref is not None:
-                        return Delivered(post=post, ref=ref)
                     try:
                         ref = await asyncio.wait_for(asyncio.shield(landed), timeout=self.poll)
                         return Delivered(post=post, ref=ref)
                     except TimeoutError:
                         pass
+                    delivered_version, known = await self.store.post_progress(post.key)
+                    if delivered_version >= version and known is not None:
+                        return Delivered(post=post, ref=known)
         except TimeoutError:
             log.warning("post queued key=%s (platform slow or down; it will be retried)", post.key)
             return None
@@ -202,6 +237,15 @@ class Publisher:
             await self._deliver(entry)
         return bool(entries)
 
+    async def _deliver_leased(self, entry: OutboxEntry) -> None:
+        try:
+            await self._deliver(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database failing: the lease runs out and the worker takes the post over.
+            log.exception("direct delivery failed key=%s", entry.key)
+
     async def _deliver(self, entry: OutboxEntry) -> None:
         platform = self.platforms.get(entry.channel.platform)
         now = self.clock()
@@ -225,8 +269,8 @@ class Publisher:
                 if entry.thread_of is not None:
                     parent = await self.store.post_ref(entry.thread_of)
                     thread_ref = parent.ref if parent else None
-                if not entry.sending:
-                    await self.store.mark_sending(entry)
+                # Its claim (or its lease when it was recorded) counted it as being sent: a
+                # crash from here on leaves it to be looked for before it is sent again.
                 ref = await platform.send(post, thread_ref)
         except Undeliverable as exc:
             log.error(

@@ -30,11 +30,14 @@ from media.events import (
 log = logging.getLogger("huddle.huddles")
 
 _ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: ids are typed by people
+#: New ids drawn for a huddle before giving up (a taken id is rare, two in a row rarer still).
+ID_DRAWS = 5
 
 
 def new_huddle_id() -> str:
     """A short id people can type: 6 characters, ~1e9 values."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+    # 32 letters, so every random byte maps to one evenly; one system call for all six.
+    return "".join(_ID_ALPHABET[byte % 32] for byte in secrets.token_bytes(6))
 
 
 class Media(Protocol):
@@ -111,21 +114,34 @@ class HuddleService:
         meeting_id: str | None = None,
     ) -> tuple[Huddle, Delivered | None]:
         """Start a huddle in ``channel`` and post its card there (None: the card is queued)."""
-        huddle = Huddle(
-            id=huddle_id or new_huddle_id(),
-            title=title or f"{host.name}'s huddle",
-            host_id=host.id,
-            host_name=host.name,
-            channel=channel,
-            state="open",
-            created_at=self.clock(),
-            meeting_id=meeting_id,
-        )
-        await self.store.add_huddle(huddle)
+        for _ in range(ID_DRAWS):
+            huddle = Huddle(
+                id=huddle_id or new_huddle_id(),
+                title=title or f"{host.name}'s huddle",
+                host_id=host.id,
+                host_name=host.name,
+                channel=channel,
+                state="open",
+                created_at=self.clock(),
+                meeting_id=meeting_id,
+            )
+            url = self.join_url(huddle.id)
+            card = huddle_card(huddle, [], url)
+            # The huddle and its card in one transaction (never one without the other), the
+            # card leased to this process to be sent at once.
+            added = await self.store.add_huddle(huddle, self.publisher.outgoing(card, now=True))
+            if added is not None:
+                break
+            if huddle_id is not None:
+                raise ValueError(f"huddle {huddle_id} exists already")
+            # Short ids are taken now and then (1 in ~1e9 per huddle kept): draw another.
+            log.info("huddle id taken id=%s; drawing another", huddle.id)
+        else:
+            raise RuntimeError(f"no free huddle id in {ID_DRAWS} draws")
+        version, leased = added
         log.info("huddle created id=%s channel=%s host=%s", huddle.id, channel, host.id)
         self._schedule_end(huddle.id, self.settings.unused_timeout, "unused")
-        url = self.join_url(huddle.id)
-        delivered = await self.publisher.publish(huddle_card(huddle, [], url))
+        delivered = await self.publisher.delivered(card, version, leased)
         # Platforms that mirror calls natively (Slack's Calls API) register it now.
         await self.publisher.notify(
             _snapshot(huddle, [], url, delivered.ref if delivered else None)

@@ -11,6 +11,8 @@ Two retry policies, because a retry is only safe when repeating the request cann
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -25,6 +27,18 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 DEFAULT_API_URL = "https://slack.com/api/"
 #: Per request; well under the outbox's 30 s lease, so a hung Slack never outlives a claim.
 REQUEST_TIMEOUT = 10
+
+
+def _sdk_logger() -> logging.Logger:
+    """slack_sdk's logger for our clients, its level set to what logging is configured for.
+
+    slack_sdk formats a debug line for every request and every response (bodies included) unless
+    its logger's *own* level is above DEBUG: it checks ``logger.level``, which is NOTSET (so 0,
+    "inherit") for a logger nobody configured, rather than the effective level.
+    """
+    sdk_log = logging.getLogger("huddle.slack.sdk")
+    sdk_log.setLevel(sdk_log.getEffectiveLevel())
+    return sdk_log
 
 
 def _retrying() -> list[AsyncRetryHandler]:
@@ -58,21 +72,27 @@ class SlackApi:
 
     def __init__(self, bot_token: str, api_url: str = "") -> None:
         self.base_url = (api_url or DEFAULT_API_URL).rstrip("/") + "/"
+        sdk_log = _sdk_logger()
         self.web = AsyncWebClient(
             token=bot_token,
             base_url=self.base_url,
             timeout=REQUEST_TIMEOUT,
+            logger=sdk_log,
             retry_handlers=_retrying(),
         )
         self.web_once = AsyncWebClient(
             token=bot_token,
             base_url=self.base_url,
             timeout=REQUEST_TIMEOUT,
+            logger=sdk_log,
             retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
         )
         #: Token-less: Bolt gives each request its own copy; the token comes from ``authorize``.
         self.bolt = AsyncWebClient(
-            base_url=self.base_url, timeout=REQUEST_TIMEOUT, retry_handlers=_retrying()
+            base_url=self.base_url,
+            timeout=REQUEST_TIMEOUT,
+            logger=sdk_log,
+            retry_handlers=_retrying(),
         )
         self.session: aiohttp.ClientSession | None = None
 

@@ -79,6 +79,24 @@ async def test_a_post_lands_and_later_versions_edit_it(store: Store) -> None:
         await publisher.stop()
 
 
+async def test_a_post_someone_waits_for_is_sent_at_once_without_the_worker(
+    store: Store,
+) -> None:
+    chat = FlakyChat()
+    publisher = Publisher(store, poll=0.05)
+    publisher.register(chat)  # never started: no worker claims anything
+    try:
+        landed = await publisher.publish(Post("card", GENERAL, "nobody in"), wait=2)
+        assert landed is not None and chat.messages[landed.ref].text == "nobody in"
+        assert await store.post_progress("card") == (1, landed.ref)
+        # A post nobody waits for is the worker's: queued, not sent.
+        assert await publisher.publish(Post("other", GENERAL, "later"), wait=0) is None
+        await asyncio.sleep(0.2)
+        assert chat.log == [("send", "card")]
+    finally:
+        await publisher.stop()
+
+
 async def test_platform_down_then_back_delivers_once_with_the_latest_text(store: Store) -> None:
     chat = FlakyChat()
     chat.down = True

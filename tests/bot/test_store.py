@@ -1,9 +1,11 @@
 """The store, run the same way on SQLite and on the local PostgreSQL."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bot.records import Huddle, PostRef
-from bot.store import Store
+from bot.store import OutboxPost, Store
 from bot.types import ChannelRef
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -117,6 +119,67 @@ async def test_outbox_rows_lease_coalesce_and_land(database_url: str) -> None:
         await store.close()
 
 
+async def test_a_huddle_and_its_card_go_in_together_and_the_card_is_its_writers(
+    database_url: str,
+) -> None:
+    store = await Store.open(database_url)
+    try:
+        lease = T0 + timedelta(seconds=30)
+        card = OutboxPost("huddle/ddd444/card", GENERAL, None, '{"v": 1}', T0, lease_until=lease)
+        version, leased = await store.add_huddle(_huddle("ddd444"), card)
+        assert version == 1 and leased is not None
+        assert (leased.key, leased.version, leased.sending) == (card.key, 1, False)
+        assert [h.id for h in await store.open_huddles()] == ["ddd444"]
+        # Leased to its writer, who sends it at once: the outbox worker leaves it alone...
+        assert await store.claim_due_posts(T0 + timedelta(seconds=1), lease) == []
+        # ...and a later version of it is queued for the worker, not leased to its writer.
+        assert await store.queue_post(card) == (2, None)
+        # A writer that dies holding the lease leaves the post to the next claim, which is told
+        # that a send may have begun (the platform is checked before posting again).
+        [again] = await store.claim_due_posts(
+            lease + timedelta(seconds=1), lease + timedelta(seconds=31)
+        )
+        assert (again.key, again.version, again.sending) == (card.key, 2, True)
+    finally:
+        await store.close()
+
+
+async def test_a_huddle_id_that_is_taken_writes_nothing(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        card = OutboxPost("huddle/eee555/card", GENERAL, None, '{"v": 1}', T0)
+        assert await store.add_huddle(_huddle("eee555"), card) == (1, None)
+        again = OutboxPost("huddle/eee555/card", GENERAL, None, '{"v": "other"}', T0)
+        assert await store.add_huddle(_huddle("eee555", minutes=5), again) is None
+        [entry] = await store.claim_due_posts(T0, T0 + timedelta(seconds=30))
+        assert (entry.version, entry.payload) == (1, '{"v": 1}')  # the first card, untouched
+        [huddle] = await store.open_huddles()
+        assert huddle.created_at == T0
+    finally:
+        await store.close()
+
+
+async def test_a_post_that_waited_for_its_thread_keeps_an_earlier_unfinished_send(
+    database_url: str,
+) -> None:
+    store = await Store.open(database_url)
+    try:
+        lease = T0 + timedelta(seconds=30)
+        await store.put_post("card", GENERAL, None, '{"c": 1}', T0)
+        await store.put_post("reply", GENERAL, "card", '{"r": 1}', T0)
+        await store.claim_due_posts(T0, lease)  # a process begins sending both, then dies
+        later = lease + timedelta(seconds=1)
+        card, reply = await store.claim_due_posts(later, later + timedelta(seconds=30))
+        assert (card.sending, reply.sending) == (True, True)
+        # The reply must wait for its card; its unfinished first send is not forgotten.
+        await store.mark_post_failed(reply, "waiting", later, attempt=False)
+        await store.mark_post_delivered(card, "m-1", later)
+        [reply] = await store.claim_due_posts(later, later + timedelta(seconds=30))
+        assert reply.sending is True
+    finally:
+        await store.close()
+
+
 async def test_web_chat_history(database_url: str) -> None:
     store = await Store.open(database_url)
     try:
@@ -171,3 +234,29 @@ async def test_the_migrations_build_exactly_the_schema_the_code_declares(databas
         await store.close()
     # The scheduler's own table (APScheduler creates it) is not ours to declare.
     assert [d for d in differences if "scheduler_jobs" not in repr(d)] == []
+
+
+async def test_a_sqlite_connection_handed_back_mid_transaction_is_rolled_back(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy.util import greenlet_spawn
+
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/reset.db")
+    try:
+        # Past SQLAlchemy's own transaction handling: a write left open on the pooled connection.
+        raw = await store.engine.raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.execute(
+            "INSERT INTO user_prefs (platform, user_id, zone) VALUES ('web', 'alice', 'UTC')"
+        )
+        assert driver.in_transaction
+        await greenlet_spawn(raw.close)  # back into the pool (of one connection)
+        assert not driver.in_transaction
+        assert await store.zone_of("user", "web", "alice") is None
+        # The file is not left locked: the next write goes through at once.
+        async with asyncio.timeout(2):
+            await store.set_zone("user", "web", "bob", "Europe/Paris")
+        assert await store.zone_of("user", "web", "bob") == "Europe/Paris"
+    finally:
+        await store.close()

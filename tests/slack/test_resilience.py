@@ -24,6 +24,11 @@ async def test_429_then_500s_for_a_while_the_card_is_posted_once(
         assert envelope.ack_seconds < 1.0, envelope.ack_seconds
 
         await slack.wait_for(lambda: slack.channel(GENERAL), within=30, what="the card")
+        # The Call's block goes under the card once the card has landed, from the call mirror
+        # (which the core does not wait for): wait for it, then for anything else in flight.
+        await slack.wait_for(
+            lambda: any(m.thread_ts for m in slack.channel(GENERAL)), what="the call block"
+        )
         await huddle.parts.huddles.wait_idle()
         statuses = [c.status for c in slack.calls_to("chat.postMessage")]
         assert 500 in statuses, statuses  # it really was refused before it went through
