@@ -44,6 +44,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench.participants import Subscriber
+from bench.serve import start_app
 from media.contrib.client import HuddleClient, JoinError, SyntheticAudioTrack
 
 #: The one room of the benchmark, and the feed id its publisher registers under.
@@ -285,15 +286,9 @@ async def _serve_stats(config: JanusConfig, janus: subprocess.Popen[bytes]) -> N
 
         app = web.Application()
         app.router.add_get("/bench/stats", stats)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        runner, stop = await start_app(app, sock)
         ready = {
             "pid": janus.pid,
             "join_url": JanusRoom(config.api_url, ROOM, FEED).join_url(),

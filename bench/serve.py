@@ -60,6 +60,20 @@ def _build(kind: str, public_url: str, bitrate: int) -> tuple[ServerUnderTest, C
     return relay, lambda: relay.stats()["packets_forwarded"]
 
 
+async def start_app(
+    app: web.Application, sock: socket.socket
+) -> tuple[web.AppRunner, asyncio.Event]:
+    """Serve ``app`` on ``sock``; the event is set on SIGTERM or SIGINT (then clean up)."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return runner, stop
+
+
 async def serve(kind: str, bitrate: int) -> None:
     """Run the server until SIGTERM or SIGINT."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -74,14 +88,7 @@ async def serve(kind: str, bitrate: int) -> None:
     app = web.Application()
     server.add_routes(app)
     app.router.add_get("/bench/stats", stats)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    runner, stop = await start_app(app, sock)
     ready = {
         "pid": os.getpid(),
         "join_url": server.join_url(HUDDLE_ID, time.time() + 3600),

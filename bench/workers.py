@@ -55,6 +55,7 @@ from aiohttp import web
 from aiortc import VideoStreamTrack
 
 from bench.participants import Subscriber, cpu_seconds
+from bench.serve import start_app
 from bench.sfu import JsonLines
 from bench.synthetic import HEIGHT, LOOP_FRAMES, WIDTH, _video_loop
 from media.contrib.client import HuddleClient
@@ -270,12 +271,7 @@ async def run_server(workers: int, huddle_ids: list[str], pin: bool) -> None:
     app = web.Application()
     media.add_routes(app)
     app.router.add_get("/bench/stats", stats)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    runner, stop = await start_app(app, sock)
     expires = time.time() + 3600
     _say(
         {
