@@ -82,6 +82,7 @@ __all__ = [
     "MediaKind",
     "TrackForwarder",
     "add_forwarding_transceiver",
+    "forwarder_of",
     "tap_publisher",
 ]
 
@@ -414,6 +415,8 @@ class TrackForwarder:
         self._active: tuple[_Binding, ...] = ()
         self._waiting: list[_Binding] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: What the packet being received left to await (sends that need a transport's await).
+        self._pending: list[Coroutine[Any, Any, None]] = []
 
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
         self._rtx_apt: dict[int, int] = {}
@@ -588,7 +591,31 @@ class TrackForwarder:
             binding.payload_types = self._map_payload_types(binding.egress)
 
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        """Replaces ``RTCRtpReceiver._handle_rtp_packet``: bookkeeping, then fan-out."""
+        """Replaces ``RTCRtpReceiver._handle_rtp_packet`` (aiortc's queued receive path).
+
+        What the packet made wait for a transport is awaited here, in order, as aiortc would.
+        """
+        self._take(packet, arrival_time_ms)
+        while self._pending:
+            pending, self._pending = self._pending, []
+            for coro in pending:
+                await coro
+
+    def receive_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """One RTP packet from the publisher, taken synchronously (by :mod:`media.ingress`).
+
+        What has to wait for a transport (a REMB or NACK towards the publisher, a copy for an
+        instrumented transport) is sent by one task, in order.
+        """
+        self._take(packet, arrival_time_ms)
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._spawn(_in_order(pending))
+
+    def _take(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Bookkeeping, then fan-out; anything to await is left in :attr:`_pending`."""
+        if self._closed:
+            return
         try:
             receiver = self._receiver
             if not receiver._enabled:
@@ -612,7 +639,7 @@ class TrackForwarder:
                     ssrc=ssrc,
                 )
                 if remb is not None:
-                    await self._send_remb(*remb)
+                    self._pending.append(self._send_remb(*remb))
 
             apt = self._rtx_apt.get(packet.payload_type)
             if apt is not None:
@@ -630,9 +657,9 @@ class TrackForwarder:
             if self._nacks is not None and self._nacks.add(packet.sequence_number):
                 due = self._missing_due()
                 if due:
-                    await receiver._send_rtcp_nack(ssrc, due)
+                    self._pending.append(receiver._send_rtcp_nack(ssrc, due))
 
-            await self._forward(packet)
+            self._forward(packet)
         except Exception:
             # An exception here would end the publisher's whole transport loop.
             if not self._error_logged:
@@ -679,7 +706,7 @@ class TrackForwarder:
 
     # -- fan-out ----------------------------------------------------------------------------
 
-    async def _forward(self, packet: RtpPacket) -> None:
+    def _forward(self, packet: RtpPacket) -> None:
         stats = self.stats
         payload = packet.payload
         pt = packet.payload_type
@@ -773,11 +800,8 @@ class TrackForwarder:
                     dropped += 1
                     continue
             else:
-                try:
-                    await egress.send_rtp(bytes(buffer))
-                except (ConnectionError, ValueError):
-                    dropped += 1
-                    continue
+                # Awaited after the fan-out, in order; one that fails is counted as dropped then.
+                self._pending.append(self._send_later(egress, bytes(buffer)))
             # What aiortc's sender reports put in RTCP SR and getStats().
             sender._RTCRtpSender__packet_count += 1
             sender._RTCRtpSender__octet_count += payload_size
@@ -790,6 +814,13 @@ class TrackForwarder:
         stats.packets_forwarded += sent
         stats.bytes_forwarded += sent_bytes
         stats.packets_dropped += dropped
+
+    async def _send_later(self, egress: _SenderEgress, packet: bytes) -> None:
+        try:
+            await egress.send_rtp(packet)
+        except (ConnectionError, ValueError):
+            self.stats.packets_forwarded -= 1
+            self.stats.packets_dropped += 1
 
     def _recall(self, binding: _Binding, out_seq: int) -> None:
         """Put the packet a subscriber NACKed into its sender's RTP history, if still known.
@@ -911,6 +942,17 @@ class TrackForwarder:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _in_order(coros: list[Coroutine[Any, Any, None]]) -> None:
+    for coro in coros:
+        await coro
+
+
+def forwarder_of(receiver: object) -> TrackForwarder | None:
+    """The forwarder tapping ``receiver`` (from :func:`tap_publisher`), if any."""
+    forwarder = getattr(receiver, _TAP_ATTR, None)
+    return forwarder if isinstance(forwarder, TrackForwarder) else None
 
 
 def tap_publisher(
