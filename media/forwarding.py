@@ -15,9 +15,10 @@ This leans on aiortc 1.16 internals (pinned exactly in pyproject.toml; each one 
   unwrapping and NACK generation, then forwards;
 - egress: a forwarding sender holds a track that never yields (aiortc's send loop sleeps on it: no
   encoder, no 20 ms polling of a sender without a track); packets are built from a per-sender
-  header template straight into the buffer of the connection's :class:`media.wire.Wire`, which
-  encrypts them with the DTLS transport's SRTP session and sends them on the nominated ICE pair
-  without a coroutine per copy, and counts them in the sender's sender-report counters; a NACKed
+  header template, encrypted with the DTLS transport's SRTP session and sent on the nominated ICE
+  pair: all copies of a packet in one call to the C fan-out (:mod:`media.fanout`), or one by one
+  through the connection's :class:`media.wire.Wire` where a lane cannot (yet); either way without
+  a coroutine per copy, counted on the sender's lane for sender reports and statistics; a NACKed
   packet is put into the sender's RTP history from the forwarder's one copy of the publisher's
   recent packets, and aiortc's ``_retransmit`` resends it;
 - reports: a forwarding sender's RTCP task is replaced by one that registers it with the event
@@ -72,6 +73,7 @@ from aiortc.rtp import (
 from aiortc.utils import random32
 from av.frame import Frame
 
+from media import fanout
 from media.keyframes import KeyframeRequests, KeyframeStartTest, keyframe_start_test
 from media.nacks import RETRY_SECONDS, MissingPackets
 from media.reports import ReportClock
@@ -194,22 +196,24 @@ class _SenderEgress:
     """
 
     __slots__ = (
+        "_aiortc_get_stats",
         "_aiortc_retransmit",
         "_aiortc_run_rtcp",
         "_aiortc_send",
         "_aiortc_stop",
+        "_flushed",
         "binding",
         "codecs",
         "ext_words",
         "header",
         "kind",
+        "lane",
         "mid_block",
         "ready",
         "ring",
         "rtx_payload_types",
         "send_rtp",
         "sender",
-        "seq",
         "ssrc",
         "stats",
         "wire",
@@ -225,8 +229,9 @@ class _SenderEgress:
         self.stats = ForwardingStats()  # replaced by the forwarder's on binding
         self.codecs: list[RTCRtpCodecParameters] = []
         self.rtx_payload_types: dict[int, int] = {}
-        #: Highest sequence number sent; None until the first packet.
-        self.seq: int | None = None
+        #: What the fan-out keeps and counts for this sender (in C when built).
+        self.lane: Any = fanout.new_lane(sender)
+        self._flushed = (0, 0)
         self.send_rtp: Any = None
         self.wire: Wire | None = None
         self.header = struct.Struct("!BBHIIHHI")
@@ -243,7 +248,9 @@ class _SenderEgress:
         self._aiortc_stop = sender.stop
         self._aiortc_retransmit = self.sender._retransmit
         self._aiortc_run_rtcp = self.sender._run_rtcp
+        self._aiortc_get_stats = sender.getStats
         self.sender._run_rtcp = self._run_rtcp
+        self.sender.getStats = self._get_stats
         self.sender.send = self._send
         self.sender.stop = self._stop
         self.sender._retransmit = self._retransmit
@@ -261,7 +268,39 @@ class _SenderEgress:
 
     async def _stop(self) -> None:
         self.ready = False
+        self.lane.ready = 0
+        self.lane.drop()
         await self._aiortc_stop()
+
+    @property
+    def seq(self) -> int | None:
+        """Highest sequence number sent; None until the first packet."""
+        seq: int = self.lane.seq
+        return None if seq < 0 else seq
+
+    def flush_counters(self) -> None:
+        """Copy what the lane counted into aiortc's sender and transport counters.
+
+        aiortc's getStats() and sender reports read those; the fan-out counts on the lane.
+        """
+        lane = self.lane
+        sender = self.sender
+        sender._RTCRtpSender__packet_count = lane.packets
+        sender._RTCRtpSender__octet_count = lane.octets
+        sender._RTCRtpSender__rtp_timestamp = lane.rtp_timestamp
+        sender._RTCRtpSender__ntp_timestamp = lane.ntp
+        # Datagrams the C fan-out sent went past the transport's own counters: add them.
+        packets, octets = lane.wire_packets, lane.wire_bytes
+        flushed_packets, flushed_bytes = self._flushed
+        if packets != flushed_packets:
+            dtls = sender.transport
+            dtls._RTCDtlsTransport__tx_packets += packets - flushed_packets
+            dtls._RTCDtlsTransport__tx_bytes += octets - flushed_bytes
+            self._flushed = (packets, octets)
+
+    async def _get_stats(self) -> Any:
+        self.flush_counters()
+        return await self._aiortc_get_stats()
 
     async def _retransmit(self, sequence_number: int) -> None:
         stats = self.stats
@@ -294,6 +333,7 @@ class _SenderEgress:
 
     def send_report(self) -> None:
         """Send this sender's RTCP SR + SDES now, as aiortc's RTCP task would."""
+        self.flush_counters()
         sender = self.sender
         ntp: int = sender._RTCRtpSender__ntp_timestamp
         packets: list[RtcpSrPacket | RtcpSdesPacket] = [
@@ -353,6 +393,20 @@ class _SenderEgress:
         self.mid_block = mid_block
         self.ext_words = 1 + len(mid_block) // 4
         self.header = struct.Struct(f"!BBHIIHHI{len(mid_block)}s")
+        self.lane.configure(
+            self.header.pack(
+                _RTP_V2_WITH_EXTENSION,
+                0,
+                0,
+                0,
+                self.ssrc,
+                _ONE_BYTE_PROFILE,
+                self.ext_words,
+                0,
+                mid_block,
+            ),
+            self.word_hi,
+        )
 
         extensions = HeaderExtensions(mid=parameters.muxId or None)
         for slot in self.ring:
@@ -363,7 +417,9 @@ class _SenderEgress:
         # A transport whose _send_rtp was replaced on the instance is instrumented (tests
         # capture what would be sent there): respect that and send through it.
         self.wire = None if "_send_rtp" in vars(transport) else Wire.of(transport)
+        self.lane.drop()  # the transport may be new: the next copy goes through the wire first
         self.ready = True
+        self.lane.ready = 1
 
 
 class _Binding:
@@ -380,6 +436,15 @@ class _Binding:
         self.ts_offset = 0
         #: The publisher's sequence number of the first packet sent; older ones are not sent.
         self.start_seq = 0
+
+    def sync(self) -> None:
+        """Tell the sender's lane (the C fan-out) this binding's offsets and payload types."""
+        self.egress.lane.bind(
+            self.seq_offset,
+            self.ts_offset,
+            self.start_seq,
+            fanout.payload_type_map(self.payload_types),
+        )
 
 
 def _egress_of(sender: RTCRtpSender) -> _SenderEgress:
@@ -413,6 +478,8 @@ class TrackForwarder:
         self._bindings: dict[RTCRtpSender, _Binding] = {}
         # A tuple, replaced on change: the fan-out loop iterates it while others may attach.
         self._active: tuple[_Binding, ...] = ()
+        #: The active bindings' lanes, in the same order, for the C fan-out (None: Python).
+        self._lanes: tuple[Any, ...] | None = () if fanout.forward is not None else None
         self._waiting: list[_Binding] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: What the packet being received left to await (sends that need a transport's await).
@@ -503,7 +570,7 @@ class TrackForwarder:
         if binding in self._waiting:
             self._waiting.remove(binding)
         else:
-            self._active = tuple(b for b in self._active if b is not binding)
+            self._set_active(tuple(b for b in self._active if b is not binding))
         if binding.egress.binding is binding:
             binding.egress.binding = None
 
@@ -589,6 +656,7 @@ class TrackForwarder:
                 self._keyframe_tests[pt] = None
         for binding in self._bindings.values():
             binding.payload_types = self._map_payload_types(binding.egress)
+            binding.sync()
 
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """Replaces ``RTCRtpReceiver._handle_rtp_packet`` (aiortc's queued receive path).
@@ -753,12 +821,57 @@ class TrackForwarder:
         if video:
             ext_value = (ntp >> 14) & 0xFFFFFF  # abs-send-time, 6.18 fixed point seconds
         marker = packet.marker
+        lanes = self._lanes
+        if lanes is not None and fanout.forward is not None:
+            # Every copy in C; what it leaves (no wire yet, a changed one, too long) in Python.
+            sent, sent_bytes, dropped, left = fanout.forward(
+                lanes, payload, pt, seq, ts, marker, ext_value, ntp, in_order
+            )
+            if left is not None:
+                more = self._send_copies(
+                    tuple(active[i] for i in left),
+                    payload,
+                    pt,
+                    seq,
+                    ts,
+                    marker,
+                    ext_value,
+                    ntp,
+                    in_order,
+                )
+                sent, sent_bytes, dropped = sent + more[0], sent_bytes + more[1], dropped + more[2]
+        else:
+            sent, sent_bytes, dropped = self._send_copies(
+                active, payload, pt, seq, ts, marker, ext_value, ntp, in_order
+            )
+        stats.packets_forwarded += sent
+        stats.bytes_forwarded += sent_bytes
+        stats.packets_dropped += dropped
+
+    def _send_copies(
+        self,
+        bindings: tuple[_Binding, ...],
+        payload: bytes,
+        pt: int,
+        seq: int,
+        ts: int,
+        marker: int,
+        ext_value: int,
+        ntp: int,
+        in_order: bool,
+    ) -> tuple[int, int, int]:
+        """Send one packet's copies in Python: (sent, bytes sent, dropped).
+
+        The C fan-out leaves copies here when a lane cannot send (yet); once a copy went out
+        through a wire, the lane is lent that wire and sends the next ones itself.
+        """
+        lend = self._lanes is not None
         marker_bit = 0x80 if marker else 0
         payload_size = len(payload)
         sent = 0
         sent_bytes = 0
         dropped = 0
-        for binding in active:
+        for binding in bindings:
             egress = binding.egress
             sender = egress.sender
             if not egress.ready or not sender._enabled:
@@ -799,21 +912,22 @@ class TrackForwarder:
                 if not wire.send(size):
                     dropped += 1
                     continue
+                if lend:
+                    wire.lend(egress.lane)
             else:
                 # Awaited after the fan-out, in order; one that fails is counted as dropped then.
                 self._pending.append(self._send_later(egress, bytes(buffer)))
-            # What aiortc's sender reports put in RTCP SR and getStats().
-            sender._RTCRtpSender__packet_count += 1
-            sender._RTCRtpSender__octet_count += payload_size
+            # What aiortc's sender reports put in RTCP SR and getStats() (see flush_counters).
+            lane = egress.lane
+            lane.packets += 1
+            lane.octets += payload_size
             if in_order:
-                egress.seq = out_seq
-                sender._RTCRtpSender__rtp_timestamp = out_ts
-                sender._RTCRtpSender__ntp_timestamp = ntp
+                lane.seq = out_seq
+                lane.rtp_timestamp = out_ts
+                lane.ntp = ntp
             sent += 1
             sent_bytes += size
-        stats.packets_forwarded += sent
-        stats.bytes_forwarded += sent_bytes
-        stats.packets_dropped += dropped
+        return sent, sent_bytes, dropped
 
     async def _send_later(self, egress: _SenderEgress, packet: bytes) -> None:
         try:
@@ -821,6 +935,11 @@ class TrackForwarder:
         except (ConnectionError, ValueError):
             self.stats.packets_forwarded -= 1
             self.stats.packets_dropped += 1
+
+    def _set_active(self, active: tuple[_Binding, ...]) -> None:
+        self._active = active
+        if self._lanes is not None:
+            self._lanes = tuple(binding.egress.lane for binding in active)
 
     def _recall(self, binding: _Binding, out_seq: int) -> None:
         """Put the packet a subscriber NACKed into its sender's RTP history, if still known.
@@ -858,7 +977,7 @@ class TrackForwarder:
         if first or not self._active:
             return
         self._waiting.extend(self._active)
-        self._active = ()
+        self._set_active(())
         if self._keyframes is not None:
             self._keyframes.waiter_added()
 
@@ -872,7 +991,7 @@ class TrackForwarder:
         for binding in started:
             self._waiting.remove(binding)
             self._start(binding, seq, ts, pt, ntp, clock_rate)
-        self._active = self._active + tuple(started)
+        self._set_active(self._active + tuple(started))
 
     def _start(
         self, binding: _Binding, seq: int, ts: int, pt: int, ntp: int, clock_rate: int
@@ -887,13 +1006,13 @@ class TrackForwarder:
             # Continue where the sender's previous stream stopped, the gap in time included,
             # so that the subscriber sees one stream whose source changed.
             first_seq = (egress.seq + 1) & 0xFFFF
-            elapsed = max(0, ntp - sender._RTCRtpSender__ntp_timestamp) / 4294967296.0
-            first_ts = (
-                sender._RTCRtpSender__rtp_timestamp + max(1, round(elapsed * clock_rate))
-            ) & 0xFFFFFFFF
+            lane = egress.lane
+            elapsed = max(0, ntp - lane.ntp) / 4294967296.0
+            first_ts = (lane.rtp_timestamp + max(1, round(elapsed * clock_rate))) & 0xFFFFFFFF
         binding.seq_offset = (first_seq - seq) & 0xFFFF
         binding.ts_offset = (first_ts - ts) & 0xFFFFFFFF
         binding.start_seq = seq
+        binding.sync()
         out_pt = binding.payload_types.get(pt)
         if out_pt is not None:
             # aiortc's _retransmit wraps history packets in RTX with this payload type, which
@@ -921,6 +1040,7 @@ class TrackForwarder:
                 self._keyframes.waiter_added()
         else:
             binding.payload_types = self._map_payload_types(binding.egress)
+            binding.sync()
 
     def _subscriber_requested_keyframe(self, binding: _Binding) -> None:
         # A waiting subscriber is already being served by the retrying request.

@@ -55,6 +55,7 @@ class Wire:
         "_addr",
         "_backlog",
         "_dtls",
+        "_fd",
         "_length",
         "_nominated",
         "_pair",
@@ -63,6 +64,7 @@ class Wire:
         "_sock_sendto",
         "_srtp",
         "_srtp_buffer",
+        "_transport",
         "buffer",
     )
 
@@ -76,6 +78,8 @@ class Wire:
         self._sendto: Any = None
         self._sock_sendto: Any = None
         self._backlog: Any = None
+        self._transport: Any = None
+        self._fd = -1
         self._addr: tuple[str, int] = ("", 0)
         # Our own buffer (not the session's): aiortc may protect RTCP with the same session
         # between two of our packets, and each keeps its own bytes.
@@ -128,10 +132,11 @@ class Wire:
             # be writable) otherwise, so that packets stay in order.
             sock = getattr(transport, "_sock", None)
             backlog = getattr(transport, "_buffer", None)
+            self._transport = transport
             if isinstance(transport, _SelectorDatagramTransport) and sock is not None:
-                self._sock_sendto, self._backlog = sock.sendto, backlog
+                self._sock_sendto, self._backlog, self._fd = sock.sendto, backlog, sock.fileno()
             else:
-                self._sock_sendto, self._backlog = None, None
+                self._sock_sendto, self._backlog, self._fd = None, None, -1
         size = self._length
         size[0] = length
         if protect(self._srtp, self._srtp_buffer, size):
@@ -151,6 +156,32 @@ class Wire:
         dtls._RTCDtlsTransport__tx_packets += 1
         dtls._RTCDtlsTransport__tx_bytes += len(data)
         return True
+
+    def lend(self, lane: Any) -> bool:
+        """Let ``lane`` (a ``media._fanout.Lane``) send as this wire just did; False if it cannot.
+
+        Call it right after a successful :meth:`send`: the lane keeps the same session, pair,
+        socket and address, and checks before every copy that they still hold.
+        """
+        if self._sock_sendto is None or self._pair is None or self._session is None:
+            lane.drop()
+            return False
+        addr = self._addr
+        return bool(
+            lane.adopt(
+                self._dtls,
+                self._session,
+                int(ffi.cast("uintptr_t", self._srtp)),
+                self._nominated,
+                self._pair,
+                self._transport,
+                self._backlog,
+                addr,
+                self._fd,
+                str(addr[0]),
+                int(addr[1]),
+            )
+        )
 
     @classmethod
     def of(cls, dtls: RTCDtlsTransport) -> Wire:
