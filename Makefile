@@ -23,7 +23,7 @@ bench: $(VENV)/.installed
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq janus; }
 	$(BIN)/python bench/sfu.py
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml media/_fanout.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
