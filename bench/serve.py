@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -89,6 +90,9 @@ async def serve(kind: str, bitrate: int) -> None:
     server.add_routes(app)
     app.router.add_get("/bench/stats", stats)
     runner, stop = await start_app(app, sock)
+    # As `huddle serve` and its media workers do after start-up (adapters/server.py).
+    gc.collect()
+    gc.freeze()
     ready = {
         "pid": os.getpid(),
         "join_url": server.join_url(HUDDLE_ID, time.time() + 3600),

@@ -100,6 +100,9 @@ _NTP_UNIX_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 _ONE_BYTE_PROFILE = 0xBEDE  # RFC 8285 one-byte header extensions
 _RTP_V2_WITH_EXTENSION = 0x90
 
+#: A forwarded packet's CSRC list (aiortc serializes it): always empty, shared by every slot.
+_NO_CSRC: list[int] = []
+
 #: The attribute under which a forwarding sender keeps its egress state.
 _EGRESS_ATTR = "_huddle_egress"
 #: The attribute under which a tapped receiver keeps its forwarder.
@@ -154,15 +157,15 @@ class _SentPacket:
         "version",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, ssrc: int, extensions: HeaderExtensions) -> None:
         self.version = 2
         self.marker = 0
         self.payload_type = 0
         self.sequence_number = -1  # matches no sequence number until written
         self.timestamp = 0
-        self.ssrc = 0
-        self.csrc: list[int] = []
-        self.extensions = HeaderExtensions()
+        self.ssrc = ssrc
+        self.csrc = _NO_CSRC
+        self.extensions = extensions
         self.payload = b""
         self.padding_size = 0
 
@@ -205,6 +208,7 @@ class _SenderEgress:
         "binding",
         "codecs",
         "ext_words",
+        "extensions",
         "header",
         "kind",
         "lane",
@@ -239,10 +243,11 @@ class _SenderEgress:
         self.ext_words = 1
         self.word_hi = 0
         # aiortc's _retransmit looks packets up in this dict by sequence number modulo its size.
-        self.ring = [_SentPacket() for _ in range(RTP_HISTORY_SIZE)]
-        history: dict[int, Any] = self.sender._RTCRtpSender__rtp_history
-        history.clear()
-        history.update(enumerate(self.ring))
+        # Its slots are made when a NACK first needs one (a sender nobody NACKs keeps none:
+        # 128 objects per sender held for nothing would be most of what the collector walks).
+        self.ring: dict[int, _SentPacket] = self.sender._RTCRtpSender__rtp_history
+        self.ring.clear()
+        self.extensions = HeaderExtensions()
 
         self._aiortc_send = sender.send
         self._aiortc_stop = sender.stop
@@ -308,7 +313,8 @@ class _SenderEgress:
         binding = self.binding
         if binding is not None:
             binding.forwarder._recall(binding, sequence_number)
-        if self.ring[sequence_number % RTP_HISTORY_SIZE].sequence_number == sequence_number:
+        slot = self.ring.get(sequence_number % RTP_HISTORY_SIZE)
+        if slot is not None and slot.sequence_number == sequence_number:
             stats.retransmits += 1
         await self._aiortc_retransmit(sequence_number)
 
@@ -408,10 +414,10 @@ class _SenderEgress:
             self.word_hi,
         )
 
-        extensions = HeaderExtensions(mid=parameters.muxId or None)
-        for slot in self.ring:
+        self.extensions = HeaderExtensions(mid=parameters.muxId or None)
+        for slot in self.ring.values():
             slot.ssrc = self.ssrc
-            slot.extensions = extensions
+            slot.extensions = self.extensions
         transport = self.sender.transport
         self.send_rtp = transport._send_rtp
         # A transport whose _send_rtp was replaced on the instance is instrumented (tests
@@ -503,6 +509,7 @@ class TrackForwarder:
         self._nacks = MissingPackets() if self._video else None
         self._nack_timer: asyncio.TimerHandle | None = None
         self._bitrate = RemoteBitrateEstimator() if self._video else None
+        _drop_bitrate_estimator(receiver)  # the forwarder keeps its own (above)
         self._keyframes = (
             KeyframeRequests(self._send_pli, self._has_waiters) if self._video else None
         )
@@ -956,7 +963,11 @@ class TrackForwarder:
         out_pt = binding.payload_types.get(pt)
         if out_pt is None:
             return
-        slot = binding.egress.ring[out_seq % RTP_HISTORY_SIZE]
+        egress = binding.egress
+        index = out_seq % RTP_HISTORY_SIZE
+        slot = egress.ring.get(index)
+        if slot is None:
+            slot = egress.ring[index] = _SentPacket(egress.ssrc, egress.extensions)
         slot.sequence_number = out_seq
         slot.timestamp = (ts + binding.ts_offset) & 0xFFFFFFFF
         slot.marker = marker
@@ -1110,4 +1121,14 @@ def add_forwarding_transceiver(pc: RTCPeerConnection, kind: MediaKind) -> RTCRtp
         raise ValueError(f"unknown media kind {kind!r}")
     transceiver = pc.addTransceiver(_ForwardingTrack(kind), direction="sendonly")
     _SenderEgress(transceiver.sender, kind)
+    _drop_bitrate_estimator(transceiver.receiver)  # a sendonly slot's receiver gets no media
     return transceiver
+
+
+def _drop_bitrate_estimator(receiver: RTCRtpReceiver) -> None:
+    """Free what aiortc's video receiver keeps for a REMB estimate nobody will ask of it.
+
+    Its RateCounter holds 1,000 small objects: one per forwarding slot adds up to most of
+    what the cyclic collector walks in a big room. aiortc skips the estimate when it is None.
+    """
+    cast(Any, receiver)._RTCRtpReceiver__remote_bitrate_estimator = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -265,6 +266,10 @@ async def serve(config: WorkerConfig, stdin: Any, stdout: Any) -> None:
     log.info("media_worker_ready pid=%d port=%d", os.getpid(), port)
     worker.send({"type": "ready", "port": port, "pid": os.getpid()})
     reporting = asyncio.ensure_future(worker.report_stats())
+    # As `huddle serve` does after start-up: what start-up built lives as long as the process,
+    # so the cyclic collector's full passes need not walk it (they stop the loop, and media).
+    gc.collect()
+    gc.freeze()
     try:
         await worker.obey(reader, stop)
     finally:

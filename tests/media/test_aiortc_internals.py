@@ -32,6 +32,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RTP_HISTORY_SIZE,
+    HeaderExtensions,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
@@ -276,9 +277,9 @@ async def test_sender_retransmits_from_its_history_as_rtx(transport: CapturingTr
     await sender.send(send_parameters())
     history = private(sender, "rtp_history")
     assert isinstance(history, dict) and RTP_HISTORY_SIZE == 128
-    slot = _SentPacket()
+    slot = _SentPacket(sender._ssrc, HeaderExtensions())
     slot.sequence_number, slot.timestamp, slot.payload = 1000, 90000, b"frame"
-    slot.payload_type, slot.ssrc = 97, sender._ssrc
+    slot.payload_type = 97
     history[1000 % RTP_HISTORY_SIZE] = slot
 
     await sender._retransmit(1000)
@@ -349,8 +350,8 @@ async def test_sender_identity_and_helpers() -> None:
 
 
 def test_sent_packet_serializes_like_an_rtp_packet() -> None:
-    slot = _SentPacket()
-    slot.sequence_number, slot.timestamp, slot.ssrc = 9, 99, 999
+    slot = _SentPacket(999, HeaderExtensions())
+    slot.sequence_number, slot.timestamp = 9, 99
     slot.payload_type, slot.marker, slot.payload = 97, 1, b"abc"
     reference = RtpPacket(
         payload_type=97, marker=1, sequence_number=9, timestamp=99, ssrc=999, payload=b"abc"

@@ -388,3 +388,26 @@ async def wait_for_value(probe: Any, within: float, what: str) -> Any:
             return value
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_the_publisher_gets_the_servers_bandwidth_estimate(session: Session) -> None:
+    """REMB from the forwarder's own estimator (the tapped receiver's is dropped, unused)."""
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
+
+    publisher = await session.publisher()
+    sender = next(t.sender for t in publisher.client.getTransceivers() if t.kind == "video")
+    estimates: list[int] = []
+    handle = sender._handle_rtcp_packet
+
+    async def recording(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            if sender._ssrc in ssrcs:
+                estimates.append(bitrate)
+        await handle(packet)
+
+    sender._handle_rtcp_packet = recording
+    await wait_for(lambda: len(estimates) >= 1, 8, "a REMB at the publisher")
+    assert all(bitrate > 0 for bitrate in estimates)
+    tapped = publisher.video.receiver
+    assert tapped._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
