@@ -20,13 +20,18 @@ import pytest
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
 from aiortc.rtcdtlstransport import State
 from pylibsrtp import Policy, Session
+from pylibsrtp._binding import ffi, lib
 
-from media import fanout
+from media import _fanout, fanout
 from media.fanout import NO_PAYLOAD_TYPE, PyLane, payload_type_map
 from media.forwarding import _ONE_BYTE_PROFILE, _RTP_V2_WITH_EXTENSION
 from media.wire import MAX_PLAIN_RTP, Wire
 from tests.media.media_app import media_app
 from tests.media.test_signaling import all_keep_receiving, people
+
+# What media/fanout.py does on import, unless HUDDLE_FANOUT=python: these tests drive the C
+# module itself either way.
+_fanout.setup(int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect"))), State.CONNECTED)
 
 KEY = os.urandom(28)  # AES-128-GCM: 16-byte key + 12-byte salt
 SENDER_SSRC = 0xCAFE
@@ -71,7 +76,7 @@ class Rig:
         self.nominated[1] = Pair(type("P", (), {"transport": transport})(), self.peer.getsockname())
         self.wire = Wire.of(self.dtls)
         self.sender = Sender()
-        self.lane: Any = fanout.new_lane(self.sender)
+        self.lane = _fanout.Lane(self.sender)
         template = HEADER.pack(
             _RTP_V2_WITH_EXTENSION, 0, 0, 0, SENDER_SSRC, _ONE_BYTE_PROFILE, 2, 0, MID_BLOCK
         )
@@ -110,8 +115,7 @@ class Rig:
     def forward(
         self, seq: int, payload: bytes, *, pt: int = 96, in_order: bool = True
     ) -> tuple[int, int, int, list[int] | None]:
-        assert fanout.forward is not None
-        return fanout.forward((self.lane,), payload, pt, seq, seq * 10, 1, 0x123456, 77, in_order)
+        return _fanout.forward((self.lane,), payload, pt, seq, seq * 10, 1, 0x123456, 77, in_order)
 
     def received(self) -> bytes:
         data, _ = self.peer.recvfrom(2048)
@@ -217,9 +221,9 @@ def test_payload_type_map_marks_what_is_not_forwarded() -> None:
 @pytest.fixture(params=["c", "python"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Run on the C fan-out and on the Python one (as without the extension)."""
-    if request.param == "python":
-        monkeypatch.setattr(fanout, "forward", None)
-        monkeypatch.setattr(fanout, "Lane", PyLane)
+    c = request.param == "c"
+    monkeypatch.setattr(fanout, "forward", _fanout.forward if c else None)
+    monkeypatch.setattr(fanout, "Lane", _fanout.Lane if c else PyLane)
     yield request.param
 
 
