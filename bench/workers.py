@@ -26,6 +26,12 @@ worker's share of its core: where that worker would fill its core, if cost stays
     python -m bench.workers --loads 4x40 --rounds 2 --duration 8
     python -m bench.workers --settings 2,2p --loads 4x60      # workers pinned to cores or not
     python -m bench.workers --settings 0,1 --loads 4x20       # the relay's cost over in-process
+    python -m bench.workers --worker-cpu 35 --loads 4x20,4x30,4x40,4x50,4x60  # a budget each
+
+With ``--worker-cpu P`` each worker runs under a CFS quota of P% of one core (a cgroup of its
+own): a stand-in for one core per worker on a 2-core machine whose cores the clients also need.
+A budgeted worker saturates at a load the machine can still generate, so the capacity of 1 and
+2 workers is measured rather than projected.
 """
 
 from __future__ import annotations
@@ -334,6 +340,8 @@ class Options:
     client_processes: int
     #: The publisher's video, encoded once (:func:`save_frames`).
     frames: Path
+    #: Each worker's CPU budget in % of one core (a cgroup quota), or None: no limit.
+    worker_cpu: float | None = None
 
 
 def balanced_ids(count: int, workers: int = 2) -> list[str]:
@@ -346,6 +354,41 @@ def balanced_ids(count: int, workers: int = 2) -> list[str]:
             break
     turns = itertools.chain.from_iterable(zip(*pools.values(), strict=False))
     return list(itertools.islice(turns, count))
+
+
+#: cgroup v1's cpu controller, where --worker-cpu puts each worker in a group of its own.
+CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
+#: CFS period for the quota: short, so that a throttled worker waits at most a few milliseconds.
+CFS_PERIOD_US = 10_000
+
+
+def limit_cpu(pids: list[int], percent: float) -> list[Path]:
+    """Give each process its own CFS quota of ``percent`` of one core; the groups made.
+
+    A stand-in for "one core per worker" on a machine whose cores the clients also need: with
+    the budget well below a core, a worker saturates while the machine still has room for the
+    load that saturates it.
+    """
+    groups = []
+    for index, pid in enumerate(pids):
+        group = CPU_CGROUP / f"huddle-bench-worker-{os.getpid()}-{index}"
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+        (group / "cpu.cfs_quota_us").write_text(str(int(CFS_PERIOD_US * percent / 100)))
+        (group / "cgroup.procs").write_text(str(pid))
+        groups.append(group)
+    return groups
+
+
+def remove_groups(groups: list[Path]) -> None:
+    """Remove the groups :func:`limit_cpu` made (their processes have exited)."""
+    for group in groups:
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)  # a process still exiting
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -396,8 +439,13 @@ def measure(setting: Setting, load: Load, options: Options, round_: int) -> dict
         text=True,
     )
     clients: list[subprocess.Popen[str]] = []
+    groups: list[Path] = []
+    if options.worker_cpu is not None:
+        base["worker_cpu_limit_pct"] = options.worker_cpu
     try:
         ready = JsonLines(server).next(timeout=60)
+        if options.worker_cpu is not None:
+            groups = limit_cpu(_stats(ready["stats_url"])["worker_pids"], options.worker_cpu)
         processes = min(options.client_processes, load.huddles)
         for index in range(processes):
             urls = ready["join_urls"][index::processes]
@@ -449,6 +497,7 @@ def measure(setting: Setting, load: Load, options: Options, round_: int) -> dict
         for client in clients:
             _stop(client)
         _stop(server)
+        remove_groups(groups)
         server_log.close()
         clients_log.close()
     window = last[0] - first[0]
@@ -488,9 +537,10 @@ def measure(setting: Setting, load: Load, options: Options, round_: int) -> dict
 
 
 def _projected(line: dict[str, Any]) -> float | None:
-    """Packets/s where the busiest media process would fill its core (linear, even split)."""
+    """Packets/s where the busiest media process would fill its core, or its CPU budget."""
     busiest = max(line["worker_cpu_pct"] or [line["main_cpu_pct"]])
-    return float(line["fwd_packets_per_s"] * 100 / busiest) if busiest else None
+    budget = line.get("worker_cpu_limit_pct", 100)
+    return float(line["fwd_packets_per_s"] * budget / busiest) if busiest else None
 
 
 def _median(values: list[float]) -> float | None:
@@ -598,7 +648,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--bitrate", type=int, default=1_000_000)
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--worker-cpu",
+        type=float,
+        help="each worker's CPU budget, %% of one core (a cgroup v1 CFS quota; needs root)",
+    )
     args = parser.parse_args(argv)
+    if args.worker_cpu is not None and not os.access(CPU_CGROUP, os.W_OK):
+        parser.error(f"--worker-cpu needs a writable cgroup v1 cpu controller at {CPU_CGROUP}")
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         frames = Path(folder) / "publisher.vp8"
         save_frames(encode_loop(args.bitrate), frames)
@@ -612,6 +669,7 @@ def main(argv: list[str] | None = None) -> None:
                 bitrate=args.bitrate,
                 client_processes=args.client_processes,
                 frames=frames,
+                worker_cpu=args.worker_cpu,
             )
         )
 
