@@ -45,6 +45,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench.participants import Subscriber
 from bench.serve import start_app
+from bench.sfu import stop_process
 from media.contrib.client import HuddleClient, JoinError, SyntheticAudioTrack
 
 #: The one room of the benchmark, and the feed id its publisher registers under.
@@ -263,17 +264,6 @@ def start_janus(
         # taskset execs Janus: every thread it starts runs on this core.
         command = ["taskset", "-c", str(core), *command]
     return subprocess.Popen(command, stdout=sys.stderr, stderr=sys.stderr)
-
-
-def stop_janus(janus: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (Janus shuts down cleanly), SIGKILL if it takes more than 10 s."""
-    if janus.poll() is None:
-        janus.send_signal(signal.SIGTERM)
-        try:
-            janus.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            janus.kill()
-            janus.wait()
 
 
 async def _serve_stats(config: JanusConfig, janus: subprocess.Popen[bytes]) -> None:
@@ -544,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             asyncio.run(_serve_stats(config, janus))
         finally:
-            stop_janus(janus)
+            stop_process(janus)  # Janus shuts down cleanly on SIGTERM
 
 
 if __name__ == "__main__":

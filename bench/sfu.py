@@ -136,17 +136,19 @@ class JsonLines:
         return parsed
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM (every bench process shuts down cleanly on it), SIGKILL after ``timeout`` s."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
 
-def _tail(log: IO[str]) -> str:
+def log_tail(log: IO[str]) -> str:
+    """The last 1,500 characters of a child's log file (for an error line)."""
     log.flush()
     log.seek(0)
     return log.read()[-1500:]
@@ -219,7 +221,7 @@ def measure(server: str, n: int, options: Options, round_: int) -> dict[str, Any
         measured = lines.next(timeout=options.duration + 30)
         assert window.get("event") == "window", window
     except (TimeoutError, RuntimeError, json.JSONDecodeError) as exc:
-        tail = f"server: {_tail(serve_log)} clients: {_tail(clients_log)}"
+        tail = f"server: {log_tail(serve_log)} clients: {log_tail(clients_log)}"
         return {
             "bench": "sfu",
             "server": server,
@@ -229,14 +231,14 @@ def measure(server: str, n: int, options: Options, round_: int) -> dict[str, Any
         }
     finally:
         if clients is not None:
-            _stop(clients)
+            stop_process(clients)
         if profiler is not None:
             try:
                 profiler.wait(timeout=options.duration + 60)
             except subprocess.TimeoutExpired:
                 profiler.kill()
                 profiler.wait()
-        _stop(serve)
+        stop_process(serve)
         serve_log.close()
         clients_log.close()
     return _result_line(server, n, round_, measured)

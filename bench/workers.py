@@ -43,7 +43,6 @@ import fractions
 import itertools
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -54,15 +53,15 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import av
 from aiohttp import web
 from aiortc import VideoStreamTrack
 
-from bench.participants import Subscriber, cpu_seconds
+from bench.participants import Subscriber, core_busy_seconds, cpu_seconds
 from bench.serve import start_app
-from bench.sfu import JsonLines
+from bench.sfu import JsonLines, log_tail, stop_process
 from bench.synthetic import HEIGHT, LOOP_FRAMES, WIDTH, _video_loop
 from media.contrib.client import HuddleClient
 from media.events import HuddleAccess
@@ -356,6 +355,8 @@ def balanced_ids(count: int, workers: int = 2) -> list[str]:
     return list(itertools.islice(turns, count))
 
 
+#: Every core of the machine: the clients and workers run unpinned.
+ALL_CORES = set(range(os.cpu_count() or 1))
 #: cgroup v1's cpu controller, where --worker-cpu puts each worker in a group of its own.
 CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
 #: CFS period for the quota: short, so that a throttled worker waits at most a few milliseconds.
@@ -391,34 +392,10 @@ def remove_groups(groups: list[Path]) -> None:
                 time.sleep(0.1)  # a process still exiting
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _busy_seconds() -> float:
-    """CPU time anything spent on any core (not idle, not I/O wait), from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        _, *ticks = stat.readline().split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, ticks[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=30) as response:
         body: dict[str, Any] = json.load(response)
         return body
-
-
-def _tail(log: IO[str]) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read()[-1500:]
 
 
 def measure(setting: Setting, load: Load, options: Options, round_: int) -> dict[str, Any]:
@@ -476,7 +453,7 @@ def measure(setting: Setting, load: Load, options: Options, round_: int) -> dict
                 stats,
                 {p: cpu_seconds(p) for p in pids},
                 client_cpu,
-                _busy_seconds(),
+                core_busy_seconds(ALL_CORES),
             )
 
         first = snapshot()
@@ -492,11 +469,13 @@ def measure(setting: Setting, load: Load, options: Options, round_: int) -> dict
         last = snapshot()
         measured = [reader.next(timeout=60) for reader in lines]
     except (TimeoutError, RuntimeError, json.JSONDecodeError, OSError) as exc:
-        return base | {"error": f"{exc}; server: {_tail(server_log)} clients: {_tail(clients_log)}"}
+        return base | {
+            "error": f"{exc}; server: {log_tail(server_log)} clients: {log_tail(clients_log)}"
+        }
     finally:
         for client in clients:
-            _stop(client)
-        _stop(server)
+            stop_process(client, timeout=20)
+        stop_process(server, timeout=20)
         remove_groups(groups)
         server_log.close()
         clients_log.close()

@@ -213,7 +213,6 @@ class _SenderEgress:
         "kind",
         "lane",
         "mid_block",
-        "ready",
         "ring",
         "rtx_payload_types",
         "send_rtp",
@@ -228,7 +227,6 @@ class _SenderEgress:
         self.sender: Any = cast(Any, sender)
         self.kind = kind
         self.ssrc: int = sender._ssrc
-        self.ready = False
         self.binding: _Binding | None = None
         self.stats = ForwardingStats()  # replaced by the forwarder's on binding
         self.codecs: list[RTCRtpCodecParameters] = []
@@ -272,10 +270,14 @@ class _SenderEgress:
             binding.forwarder._egress_ready(binding)
 
     async def _stop(self) -> None:
-        self.ready = False
         self.lane.ready = 0
         self.lane.drop()
         await self._aiortc_stop()
+
+    @property
+    def ready(self) -> bool:
+        """Negotiated (send() ran) and not stopped: the lane's flag, which the C fan-out reads."""
+        return bool(self.lane.ready)
 
     @property
     def seq(self) -> int | None:
@@ -424,7 +426,6 @@ class _SenderEgress:
         # capture what would be sent there): respect that and send through it.
         self.wire = None if "_send_rtp" in vars(transport) else Wire.of(transport)
         self.lane.drop()  # the transport may be new: the next copy goes through the wire first
-        self.ready = True
         self.lane.ready = 1
 
 
