@@ -22,6 +22,7 @@ from bot.meetings import MeetingService
 from bot.minutes import Minutes
 from bot.scheduler import MeetingScheduler
 from bot.store import Store
+from bot.types import Clock, utc_now
 from media.events import HuddleAccess
 from media.server import MediaServer
 from media.workers import MediaWorkers
@@ -82,11 +83,16 @@ class Huddle:
     platforms: list[PlatformAdapter]
 
 
-async def build(settings: Settings) -> Huddle:
-    """Open the store, start the core and the media server, and mount every route."""
+async def build(settings: Settings, clock: Clock | None = None) -> Huddle:
+    """Open the store, start the core and the media server, and mount every route.
+
+    ``clock`` is the product's one clock: every date is decided by it (tests run the whole
+    product at fixed instants with it); the system's UTC time when not given.
+    """
     settings.resolve()
+    clock = clock or utc_now
     store = await Store.open(settings.database_url)
-    publisher = Publisher(store)
+    publisher = Publisher(store, clock=clock)
     holder: dict[str, HuddleService] = {}
 
     async def gate(huddle_id: str) -> HuddleAccess | None:
@@ -101,22 +107,31 @@ async def build(settings: Settings) -> Huddle:
             public_url=settings.public_url,
             gate=gate,
             workers=settings.media_workers,
+            clock=clock,
         )
     else:
-        media = MediaServer(secret=settings.secret, public_url=settings.public_url, gate=gate)
-    huddles = HuddleService(store, media, publisher, settings)
+        media = MediaServer(
+            secret=settings.secret, public_url=settings.public_url, gate=gate, clock=clock
+        )
+    huddles = HuddleService(store, media, publisher, settings, clock=clock)
     holder["huddles"] = huddles
-    links = Links(settings.secret, settings.public_url, store)
+    links = Links(settings.secret, settings.public_url, store, clock=clock)
     meetings = MeetingService(
-        store, publisher, huddles, links.meeting_url, links.calendar_url, links.feed_url
+        store,
+        publisher,
+        huddles,
+        links.meeting_url,
+        links.calendar_url,
+        links.feed_url,
+        clock=clock,
     )
     links.huddles, links.meetings = huddles, meetings
-    minutes = Minutes(store, publisher, meetings)
+    minutes = Minutes(store, publisher, meetings, clock=clock)
     huddles.on_ended.append(minutes.huddle_ended)
     media.subscribe(minutes.on_media_event)
-    scheduler = MeetingScheduler(settings.database_url, meetings, minutes)
+    scheduler = MeetingScheduler(settings.database_url, meetings, minutes, clock=clock)
     commands = Commands(huddles, meetings, minutes, replan=scheduler.sync)
-    web_chat = WebChat(store, commands)
+    web_chat = WebChat(store, commands, clock=clock)
     publisher.register(web_chat)
     platforms = platform_adapters(settings, commands, store)
     for platform in platforms:

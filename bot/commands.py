@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot import parser
@@ -216,7 +216,7 @@ class Commands:
             await store.set_zone("channel", channel.platform, channel.channel_id, request.zone)
             return _reply(f"This channel's time zone is now {request.zone}.")
         await store.set_zone("user", channel.platform, command.user.id, request.zone)
-        local = datetime.now(UTC).astimezone(ZoneInfo(request.zone))
+        local = self.huddles.clock().astimezone(ZoneInfo(request.zone))
         return _reply(f"Your time zone is now {request.zone} (it is {local:%H:%M} there).")
 
     async def _meeting(self, command: Command, meeting_id: str) -> Meeting | CommandResult:
@@ -239,19 +239,23 @@ class Commands:
             if request.occurrence == "next":
                 occurrence = await self.meetings.next_occurrence(meeting, now)
             else:
-                occurrence = await self._occurrence_on(meeting, request.occurrence, now)
+                # The date is the canceller's: read on their calendar.
+                zone_name = await self.meetings.zone_for(command.channel, command.user)
+                occurrence = await self._occurrence_on(meeting, request.occurrence, now, zone_name)
             if occurrence is None:
                 return _reply(f"`{meeting.id}` has no occurrence then. `/meet list` shows when.")
         message = await self.meetings.cancel(meeting, occurrence)
         await self.replan(meeting.id)
         return _reply(message)
 
-    async def _occurrence_on(self, meeting: Meeting, day: str, now: datetime) -> datetime | None:
+    async def _occurrence_on(
+        self, meeting: Meeting, day: str, now: datetime, zone_name: str
+    ) -> datetime | None:
         try:
             wanted = date.fromisoformat(day)
         except ValueError:
             return None
-        zone_info = ZoneInfo(meeting.zone)
+        zone_info = ZoneInfo(zone_name)
         start = datetime.combine(wanted, datetime.min.time(), zone_info) - timedelta(seconds=1)
         for occurrence in self.meetings.occurrences(meeting, max(start, now), count=2):
             if occurrence.astimezone(zone_info).date() == wanted:

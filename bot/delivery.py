@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from bot.records import OutboxEntry
 from bot.store import OutboxPost, Store
-from bot.types import Button, Delivered, HuddleSnapshot, MeetingSnapshot, Post
+from bot.types import Button, Clock, Delivered, HuddleSnapshot, MeetingSnapshot, Post, utc_now
 
 log = logging.getLogger("huddle.delivery")
 
@@ -98,7 +97,7 @@ class Publisher:
         max_backoff: float = 60.0,
         lease: float = 30.0,
         poll: float = 1.0,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.platforms: dict[str, Platform] = {}

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Protocol
 
 from bot.cards import huddle_card
@@ -18,7 +17,7 @@ from bot.config import Settings
 from bot.delivery import Publisher
 from bot.records import Attendance, Huddle
 from bot.store import Store
-from bot.types import ChannelRef, Delivered, HuddleSnapshot, Post, User
+from bot.types import ChannelRef, Clock, Delivered, HuddleSnapshot, Post, User, utc_now
 from media.events import (
     HuddleAccess,
     MediaEvent,
@@ -59,7 +58,7 @@ class HuddleService:
         media: Media,
         publisher: Publisher,
         settings: Settings,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.media = media

@@ -9,8 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from bot.calendar import calendar
 from bot.huddles import HuddleService
 from bot.meetings import MeetingService
 from bot.store import Store
-from bot.types import ChannelRef
+from bot.types import ChannelRef, Clock, utc_now
 
 
 class Links:
@@ -30,7 +29,7 @@ class Links:
         secret: bytes,
         public_url: str,
         store: Store,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.secret = secret
         self.public_url = public_url

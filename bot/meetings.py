@@ -20,7 +20,17 @@ from bot.delivery import Publisher
 from bot.huddles import HuddleService, new_huddle_id
 from bot.records import Meeting, Rsvp
 from bot.store import Store
-from bot.types import Button, ChannelRef, Delivered, MeetingSnapshot, Post, User, time_markup
+from bot.types import (
+    Button,
+    ChannelRef,
+    Clock,
+    Delivered,
+    MeetingSnapshot,
+    Post,
+    User,
+    time_markup,
+    utc_now,
+)
 from bot.when import Schedule
 
 log = logging.getLogger("huddle.meetings")
@@ -67,7 +77,7 @@ class MeetingService:
         meeting_url: Callable[[str], str],
         calendar_url: Callable[[str], str],
         feed_url: Callable[[ChannelRef], str],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -395,6 +405,10 @@ class MeetingService:
             text="\n".join(lines),
             buttons=buttons,
         )
+
+    async def refresh_agenda(self, meeting_id: str) -> None:
+        """Update the next occurrence's agenda card, if it is posted (its open items changed)."""
+        await self._refresh_agenda_cards(meeting_id)
 
     async def _refresh_agenda_cards(self, meeting_id: str, only: datetime | None = None) -> None:
         meeting = await self.store.meeting(meeting_id)

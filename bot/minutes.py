@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections.abc import Callable
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC
 
 from bot.delivery import Publisher
 from bot.huddles import new_huddle_id
 from bot.meetings import MeetingService, PlannedJob
-from bot.notes import due_moment, notes_text, read_notes
+from bot.notes import action_line, due_moment, notes_text, read_notes
 from bot.records import ActionItem, Huddle
 from bot.store import Store
-from bot.types import Button, Post, User, time_markup
+from bot.types import Button, ChannelRef, Clock, Post, User, time_markup, utc_now
 from media.events import MediaEvent, NotesChanged
 
 log = logging.getLogger("huddle.minutes")
@@ -34,7 +32,7 @@ class Minutes:
         store: Store,
         publisher: Publisher,
         meetings: MeetingService,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -97,13 +95,11 @@ class Minutes:
             return  # nobody came to an ad-hoc huddle: nothing to write down
         notes = await self.store.notes(huddle.id)
         now = self.clock()
-        read = read_notes(notes, now.astimezone(ZoneInfo(zone)).date())
-        items: list[ActionItem] = []
+        read = read_notes(notes)
+        items: list[tuple[ActionItem, str]] = []
         for draft in read.actions:
-            owner_zone = await self.meetings.zone_for(
-                huddle.channel, User(draft.owner, draft.owner)
-            )
-            today = now.astimezone(ZoneInfo(owner_zone)).date()
+            # "by today" is the owner's today, and 10:00 is the owner's 10:00.
+            owner_zone = await self._owner_zone(huddle.channel, draft.owner)
             item = ActionItem(
                 id=new_huddle_id(),
                 huddle_id=huddle.id,
@@ -111,11 +107,11 @@ class Minutes:
                 channel=huddle.channel,
                 owner=draft.owner,
                 text=draft.text,
-                due_at=due_moment(draft.due, today, owner_zone).astimezone(UTC),
+                due_at=due_moment(draft.due, now, owner_zone).astimezone(UTC),
                 state="open",
             )
             await self.store.add_action_item(item, now)
-            items.append(item)
+            items.append((item, owner_zone))
         text = notes_text(
             huddle,
             stays,
@@ -123,7 +119,7 @@ class Minutes:
             meeting.agenda if meeting else (),
             notes,
             read,
-            [item.id for item in items],
+            items,
             recording_url=None,
         )
         # The notes go under the card in every channel the huddle was posted in.
@@ -141,6 +137,9 @@ class Minutes:
             )
         if items:
             await self._refresh_open_items(huddle)
+            if meeting is not None:
+                # The next occurrence's agenda card (often up already) lists what is still open.
+                await self.meetings.refresh_agenda(meeting.id)
         await self._publish_feedback(huddle)
         log.info("notes posted huddle=%s actions=%d", huddle.id, len(items))
 
@@ -148,7 +147,7 @@ class Minutes:
         items = await self.store.action_items_of(huddle_id=huddle.id)
         still_open = [item for item in items if item.state == "open"]
         lines = [
-            f"• `{item.id}` @{item.owner}: {item.text} (due {time_markup(item.due_at, 'UTC')})"
+            action_line(item, await self._owner_zone(item.channel, item.owner))
             for item in still_open
         ]
         text = (
@@ -166,6 +165,10 @@ class Minutes:
             ),
             wait=0,
         )
+
+    async def _owner_zone(self, channel: ChannelRef, owner: str) -> str:
+        # Owners are named in the notes as @name; the name is their user id on the platform.
+        return await self.meetings.zone_for(channel, User(owner, owner))
 
     # Follow-ups
 
@@ -186,12 +189,13 @@ class Minutes:
         huddle = await self.store.huddle(item.huddle_id)
         if huddle is None:
             return
+        due = time_markup(item.due_at, await self._owner_zone(item.channel, item.owner))
         await self.publisher.publish(
             Post(
                 key=f"action/{item.id}/followup",
                 channel=item.channel,
                 title="Follow-up",
-                text=f"@{item.owner}: {item.text} was due {time_markup(item.due_at, 'UTC')}. "
+                text=f"@{item.owner}: {item.text} was due {due}. "
                 f"Type `/meet done {item.id}` when it is finished.",
                 thread_of=huddle.card_key,
             ),
@@ -210,4 +214,6 @@ class Minutes:
         huddle = await self.store.huddle(item.huddle_id)
         if huddle is not None:
             await self._refresh_open_items(huddle)
+        if item.meeting_id is not None:
+            await self.meetings.refresh_agenda(item.meeting_id)
         return f"Done: {item.text} (`{item.id}`)."

@@ -1,7 +1,9 @@
 """Meeting notes: what people typed in the call, read for decisions and action items.
 
 Lines starting ``DECISION:`` are decisions; ``TODO @name <text> [by <date>]`` lines are action
-items with an owner and a due date (``by 2026-12-01``, ``by friday``, ``by tomorrow``).
+items with an owner and a due date (``by 2026-12-01``, ``by friday``, ``by tomorrow``). A relative
+due word is about its owner, so it is kept as typed here and read on the owner's calendar
+(:func:`due_moment`), never on the channel's.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.cards import duration_text
-from bot.records import Attendance, Huddle
-from bot.when import RRULE_DAY_INDEX, WEEKDAYS
+from bot.records import ActionItem, Attendance, Huddle
+from bot.types import time_markup
+from bot.when import ISO_DATE, RRULE_DAY_INDEX, WEEKDAYS
 
 DECISION = re.compile(r"^\s*(?:[-*]\s*)?DECISION:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
 TODO = re.compile(
@@ -32,7 +35,8 @@ class ActionItemDraft:
 
     owner: str
     text: str
-    due: date | None
+    #: The due word as typed (``today``, ``friday``, ``2026-12-01``), read by :func:`due_date`.
+    due: str | None
 
 
 @dataclass(frozen=True)
@@ -43,22 +47,25 @@ class ReadNotes:
     actions: tuple[ActionItemDraft, ...]
 
 
-def read_notes(text: str, today: date) -> ReadNotes:
-    """Find decisions and action items; ``today`` anchors relative due dates."""
+def read_notes(text: str) -> ReadNotes:
+    """Find decisions and action items (due words stay as typed: see :func:`due_moment`)."""
     decisions: list[str] = []
     actions: list[ActionItemDraft] = []
     for line in text.splitlines():
         if match := DECISION.match(line):
             decisions.append(match["text"])
         elif match := TODO.match(line):
-            due_word = match["due"]
-            due = _due(due_word, today) if due_word else None
-            item_text = match["text"] if due or not due_word else f"{match['text']} by {due_word}"
-            actions.append(ActionItemDraft(match["owner"].rstrip(":,"), item_text, due))
+            owner, due_word = match["owner"].rstrip(":,"), match["due"]
+            if due_word and due_date(due_word, date.min) is None:
+                # Not a date ("by someday"): part of the text, and the default due applies.
+                actions.append(ActionItemDraft(owner, f"{match['text']} by {due_word}", None))
+            else:
+                actions.append(ActionItemDraft(owner, match["text"], due_word))
     return ReadNotes(tuple(decisions), tuple(actions))
 
 
-def _due(word: str, today: date) -> date | None:
+def due_date(word: str, today: date) -> date | None:
+    """The day ``word`` names, seen from ``today`` (the owner's), or None if it names none."""
     word = word.lower()
     if word == "today":
         return today
@@ -68,7 +75,7 @@ def _due(word: str, today: date) -> date | None:
         ahead = (RRULE_DAY_INDEX[WEEKDAYS[word]] - today.weekday()) % 7 or 7
         return today + timedelta(days=ahead)
     try:
-        return date.fromisoformat(word)
+        return date.fromisoformat(word) if ISO_DATE.match(word) else None
     except ValueError:
         return None
 
@@ -81,10 +88,18 @@ def next_working_day(after: date) -> date:
     return day
 
 
-def due_moment(due: date | None, today: date, zone: str) -> datetime:
-    """When a follow-up reminder fires: 10:00 on the due day (default: next working day)."""
-    day = due or next_working_day(today)
-    return datetime.combine(day, DEFAULT_DUE_HOUR, ZoneInfo(zone))
+def due_moment(due: str | None, now: datetime, zone: str) -> datetime:
+    """When an item is due: 10:00 in the owner's ``zone`` on the day ``due`` names on the owner's
+    calendar at ``now`` (default: the owner's next working day)."""
+    tz = ZoneInfo(zone)
+    today = now.astimezone(tz).date()
+    day = (due_date(due, today) if due else None) or next_working_day(today)
+    return datetime.combine(day, DEFAULT_DUE_HOUR, tz)
+
+
+def action_line(item: ActionItem, owner_zone: str) -> str:
+    """``• `id` @owner: text (due <when, in the owner's zone>)``, as the notes thread lists it."""
+    return f"• `{item.id}` @{item.owner}: {item.text} (due {time_markup(item.due_at, owner_zone)})"
 
 
 def time_in_call(stays: Sequence[Attendance], name: str, until: datetime) -> timedelta:
@@ -103,7 +118,7 @@ def notes_text(
     agenda: Sequence[str],
     notes: str,
     read: ReadNotes,
-    action_ids: Sequence[str],
+    items: Sequence[tuple[ActionItem, str]],
     recording_url: str | None,
 ) -> str:
     """The body of the meeting-notes reply posted under the huddle's card."""
@@ -130,11 +145,9 @@ def notes_text(
     if read.decisions:
         lines.append("Decisions:")
         lines.extend(f"• {decision}" for decision in read.decisions)
-    if read.actions:
+    if items:
         lines.append("Action items:")
-        for item_id, item in zip(action_ids, read.actions, strict=True):
-            due = f" (due {item.due:%a %d %b})" if item.due else ""
-            lines.append(f"• `{item_id}` @{item.owner}: {item.text}{due}")
+        lines.extend(action_line(item, owner_zone) for item, owner_zone in items)
     if notes.strip():
         lines.append("Notes:")
         lines.append(notes.strip())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,6 +21,7 @@ from bot.jobstore import CachedJobStore
 from bot.leader import Leadership
 from bot.meetings import MeetingService, PlannedJob, occurrence_key, parse_occurrence_key
 from bot.minutes import Minutes
+from bot.types import Clock, utc_now
 
 log = logging.getLogger("huddle.scheduler")
 
@@ -83,6 +84,7 @@ class MeetingScheduler:
         minutes: Minutes,
         poll: float = 1.0,
         leadership: Leadership | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.database_url = database_url
         self.meetings = meetings
@@ -95,6 +97,8 @@ class MeetingScheduler:
         self._seen: datetime | None = None
         self._items_seen: datetime | None = None
         self._sync_lock = asyncio.Lock()
+        #: Jobs are planned on the product's clock; APScheduler fires them by the system's.
+        self.clock = clock
 
     @property
     def is_leader(self) -> bool:
@@ -185,13 +189,20 @@ class MeetingScheduler:
             planned = await self.minutes.plan_item(target.removeprefix("item:"))
         else:
             planned = await self.meetings.plan(target)
+        skew = self._skew()
         for job in planned:
             existing = scheduler.get_job(job.job_id)
-            if existing is not None and existing.next_run_time == job.run_at:
+            if existing is not None and existing.next_run_time == job.run_at - skew:
                 continue
-            self._add(scheduler, job)
+            self._add(scheduler, job, skew)
 
-    def _add(self, scheduler: AsyncIOScheduler, job: PlannedJob) -> None:
+    def _skew(self) -> timedelta:
+        # How far the product's clock is ahead of the system's: zero in production, a fixed
+        # instant's distance in tests. To the millisecond, so a job planned twice compares equal.
+        skew = self.clock() - datetime.now(UTC)
+        return timedelta(milliseconds=round(skew.total_seconds() * 1000))
+
+    def _add(self, scheduler: AsyncIOScheduler, job: PlannedJob, skew: timedelta) -> None:
         args: list[Any] = [
             self.key,
             job.kind,
@@ -202,7 +213,7 @@ class MeetingScheduler:
         scheduler.add_job(
             run_job,
             trigger="date",
-            run_date=job.run_at,
+            run_date=job.run_at - skew,
             id=job.job_id,
             args=args,
             replace_existing=True,

@@ -5,8 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
+
+#: The product's clock: every date the core decides (due days, "tomorrow", expiry) comes from it.
+#: One is made in ``adapters.server.build`` and handed to everything; tests pass their own.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The system's time, in UTC: the clock of a running product."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,9 @@ class WorkerConfig:
     log_level: int
     #: Seconds between the stats snapshots a worker sends on its own.
     stats_interval: float
+    #: Seconds the product's clock is ahead of the system's (tests run the product at fixed
+    #: instants): join links expire and events happen by the same clock in every process.
+    clock_offset: float = 0.0
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object of the first line."""
@@ -81,6 +84,7 @@ class WorkerConfig:
             and (core is None or isinstance(core, int))
             and isinstance(config.log_level, int)
             and isinstance(config.stats_interval, int | float)
+            and isinstance(config.clock_offset, int | float)
         ):
             raise ControlError("bad worker config: a field has the wrong type")
         return config

@@ -183,10 +183,6 @@ def use_extension_ids(sdp: str, ids: dict[str, int]) -> str:
     return "\r\n".join(lines)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Room:
     """The live side of one huddle: its participants and their forwarding."""
 
@@ -198,6 +194,7 @@ class Room:
         stats: ForwardingStats,
         ice_servers: list[str],
         emit: Callable[[MediaEvent], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_empty: Callable[[Room], None],
         ids: Iterator[int],
         notes: str = "",
@@ -209,6 +206,8 @@ class Room:
         self._stats = stats
         self._ice_servers = ice_servers
         self._emit = emit
+        #: When events happen: the product's clock (tests set it to fixed instants).
+        self._clock = clock
         self._on_empty = on_empty
         #: Shared by every room of the server: an id is never reused, even if the room empties.
         self._ids = ids
@@ -241,7 +240,7 @@ class Room:
             name,
             len(self.participants),
         )
-        self._emit(ParticipantJoined(self.id, participant.id, name, _now()))
+        self._emit(ParticipantJoined(self.id, participant.id, name, self._clock()))
         return participant
 
     async def remove(self, participant: Participant, why: str) -> None:
@@ -267,7 +266,7 @@ class Room:
             why,
             len(self.participants),
         )
-        self._emit(ParticipantLeft(self.id, participant.id, participant.name, _now()))
+        self._emit(ParticipantLeft(self.id, participant.id, participant.name, self._clock()))
         if not self._ending:
             for other in self.participants.values():
                 self._spawn(self.sync(other))
@@ -296,7 +295,7 @@ class Room:
             return
         self.notes = text
         self._broadcast({"type": "notes", "text": text, "by": participant.name}, participant)
-        self._emit(NotesChanged(self.id, text, participant.name, _now()))
+        self._emit(NotesChanged(self.id, text, participant.name, self._clock()))
 
     def update_state(self, participant: Participant, *, audio: bool, video: bool) -> None:
         """Record a mute/camera change and tell the others."""

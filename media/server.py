@@ -13,8 +13,9 @@ import html
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -59,6 +60,10 @@ HEARTBEAT_SECONDS = 15.0
 CLOSE_TIMEOUT_SECONDS = 3.0
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class MediaStats:
     """A snapshot of the media core, for the bot's status command and the benchmark."""
@@ -93,8 +98,16 @@ class MediaFront:
     """
 
     def __init__(
-        self, *, secret: bytes, public_url: str, gate: HuddleGate, ice_servers: list[str] | None
+        self,
+        *,
+        secret: bytes,
+        public_url: str,
+        gate: HuddleGate,
+        ice_servers: list[str] | None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        #: The product's clock: join links expire and events happen by it.
+        self._clock = clock or _utc_now
         self._secret = secret
         self._public_url = public_url.rstrip("/")
         self._gate = gate
@@ -125,7 +138,9 @@ class MediaFront:
         if self._closing:
             return "The huddle server is shutting down. Try again in a minute."
         try:
-            tokens.verify(self._secret, request.query.get("t", ""), huddle_id)
+            tokens.verify(
+                self._secret, request.query.get("t", ""), huddle_id, self._clock().timestamp()
+            )
         except tokens.TokenError as exc:
             return str(exc)
         if huddle_id in self._ended:
@@ -185,8 +200,11 @@ class MediaServer(MediaFront):
         max_participants: int = 100,
         ice_servers: list[str] | None = None,
         participant_ids: Iterator[int] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        super().__init__(secret=secret, public_url=public_url, gate=gate, ice_servers=ice_servers)
+        super().__init__(
+            secret=secret, public_url=public_url, gate=gate, ice_servers=ice_servers, clock=clock
+        )
         self._max_participants = max_participants
         self._rooms: dict[str, Room] = {}
         self._sessions: set[SignalingSession] = set()
@@ -290,6 +308,7 @@ class MediaServer(MediaFront):
                 stats=self._forwarding,
                 ice_servers=self._ice_servers,
                 emit=self._subscribers.emit,
+                clock=self._clock,
                 on_empty=self._forget_room,
                 ids=self._participant_ids,
                 notes=access.notes,

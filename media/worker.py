@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import json
@@ -22,6 +23,7 @@ import signal
 import sys
 import threading
 import traceback
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -83,6 +85,10 @@ class ControlLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _shifted_now(offset: timedelta) -> datetime:
+    return datetime.now(UTC) + offset
+
+
 class Worker:
     """The control channel's worker end, around one MediaServer."""
 
@@ -102,6 +108,7 @@ class Worker:
             max_participants=config.max_participants,
             ice_servers=config.ice_servers,
             participant_ids=self._ids,
+            clock=functools.partial(_shifted_now, timedelta(seconds=config.clock_offset)),
         )
         self.server.subscribe(self._on_event)
 

@@ -253,10 +253,13 @@ class MediaWorkers(MediaFront):
         ice_servers: list[str] | None = None,
         pin_cores: bool = False,
         stats_interval: float = 1.0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"need at least one media worker, got {workers}")
-        super().__init__(secret=secret, public_url=public_url, gate=gate, ice_servers=ice_servers)
+        super().__init__(
+            secret=secret, public_url=public_url, gate=gate, ice_servers=ice_servers, clock=clock
+        )
         self._count = workers
         self._max_participants = max_participants
         #: Worker i on core i: measured no better than leaving it to the scheduler (bench/workers.py
@@ -429,6 +432,7 @@ class MediaWorkers(MediaFront):
             core=cores[index % len(cores)] if pin else None,
             log_level=logging.getLogger().getEffectiveLevel(),
             stats_interval=self._stats_interval,
+            clock_offset=(self._clock() - datetime.now(UTC)).total_seconds(),
         )
         worker = WorkerProcess(config, self._on_message)
         await worker.start()
@@ -481,7 +485,7 @@ class MediaWorkers(MediaFront):
                 if name not in GAUGES:
                     self._retired[name] += value
             worker.stats = None
-        now = datetime.now(UTC)
+        now = self._clock()
         for huddle_id, room in worker.present.items():
             for participant_id, name in room.items():
                 self._subscribers.emit(ParticipantLeft(huddle_id, participant_id, name, now))

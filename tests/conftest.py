@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
+from tests.clock import INSTANTS, ShiftedClock
+
 #: Flags measured to work against aiortc here (../shared/research/sfu-on-aiortc.md).
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -53,6 +55,12 @@ async def new_media_context(browser: Browser, base_url: str) -> BrowserContext:
     context = await browser.new_context(viewport={"width": 1024, "height": 720})
     await context.grant_permissions(["camera", "microphone"], origin=base_url)
     return context
+
+
+@pytest.fixture(params=list(INSTANTS))
+def product_clock(request: pytest.FixtureRequest) -> ShiftedClock:
+    """The product's clock at each instant of :data:`tests.clock.INSTANTS` in turn."""
+    return ShiftedClock(INSTANTS[request.param])
 
 
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from adapters.server import Huddle, build
 from bot.config import Settings
+from bot.types import Clock
 from tests.conftest import free_port
 
 
@@ -44,11 +45,16 @@ class RunningHuddle:
 
 
 @asynccontextmanager
-async def running_huddle(data_dir: Path, **overrides: Any) -> AsyncIterator[RunningHuddle]:
-    """Start the whole product (web chat, core, media server) and stop it afterwards."""
+async def running_huddle(
+    data_dir: Path, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[RunningHuddle]:
+    """Start the whole product (web chat, core, media server) and stop it afterwards.
+
+    ``clock`` is the product's clock (:class:`tests.clock.ShiftedClock` for a fixed instant).
+    """
     port = free_port()
     settings = Settings(host="127.0.0.1", port=port, data_dir=data_dir, **overrides)
-    parts = await build(settings)
+    parts = await build(settings, clock=clock)
     runner = web.AppRunner(parts.app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

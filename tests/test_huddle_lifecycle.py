@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from media.contrib.client import HuddleClient
+from tests.clock import ShiftedClock
 from tests.product import RunningHuddle, running_huddle
 
 pytestmark = pytest.mark.timeout(90)
@@ -62,8 +64,8 @@ async def test_card_counts_people_and_the_notes_thread_follows_the_end(
     bob_id = next(iter(alice.participants))
     await alice.wait_for(lambda: alice.received_from(bob_id).frames_decoded > 5, within=10)
 
-    await huddle.parts.minutes.notes_changed(
-        huddle_id_of(card), "DECISION: retro every sprint\nTODO @bob book the room by friday", "Bob"
+    await bob.send(
+        {"type": "notes", "text": "DECISION: retro every sprint\nTODO @bob book the room by friday"}
     )
     await bob.leave()
     await card_text(huddle, "general", card["id"], "1 in the huddle: Alice")
@@ -102,34 +104,57 @@ def huddle_id_of(card: dict[str, Any]) -> str:
     return str(card["text"].split("id `")[1].split("`")[0])
 
 
-def zone_past_ten_today() -> str:
-    """A fixed-offset zone where it is now between 11:00 and 22:59, so 10:00 today has passed."""
-    now = datetime.now(UTC)
-    for offset in range(-12, 15):
-        local_hour = (now + timedelta(hours=offset)).hour
-        if 11 <= local_hour <= 22:
-            # Etc/GMT signs are inverted: Etc/GMT-3 is UTC+3.
-            return f"Etc/GMT{-offset:+d}" if offset else "UTC"
-    raise AssertionError("some offset always works")
+def fixed_zone(offset: int) -> str:
+    """The IANA name of UTC+``offset`` (Etc/GMT signs are inverted: Etc/GMT-3 is UTC+3)."""
+    return f"Etc/GMT{-offset:+d}" if offset else "UTC"
+
+
+def zones_on_other_dates(now: datetime) -> tuple[str, str]:
+    """An owner's zone where 10:00 today has passed, and a channel's zone on another date."""
+    for owner in range(-12, 15):
+        owner_local = now + timedelta(hours=owner)
+        if not 11 <= owner_local.hour <= 22:
+            continue
+        for channel in range(-12, 15):
+            if (now + timedelta(hours=channel)).date() != owner_local.date():
+                return fixed_zone(owner), fixed_zone(channel)
+    raise AssertionError("from UTC-12 to UTC+14 some pair always works")
 
 
 async def test_an_action_item_due_today_gets_its_follow_up_in_the_thread(
-    huddle: RunningHuddle,
+    tmp_path: Path, product_clock: ShiftedClock
 ) -> None:
-    zone = zone_past_ten_today()
-    await huddle.say("ops", "bob", f"/meet tz {zone}")
-    [card] = (await huddle.say("ops", "alice", "/meet Incident review"))["posts"]
-    async with HuddleClient(card["buttons"][0]["url"], "Alice", width=160, height=120) as alice:
-        await alice.join()
-        await card_text(huddle, "ops", card["id"], "1 in the huddle")
-        await huddle.parts.minutes.notes_changed(
-            huddle_id_of(card), "TODO @bob send the timeline by today", "Alice"
-        )
-    notes = await thread_post(huddle, "ops", card["id"], "Meeting notes: Incident review")
-    item_id = notes["text"].split("Action items:\n• `")[1].split("`")[0]
-    follow_up = await thread_post(huddle, "ops", card["id"], "Follow-up")
-    assert follow_up["text"].startswith("@bob: send the timeline was due")
-    assert f"/meet done {item_id}" in follow_up["text"]
+    # Bob's "today" is not the channel's: the due day and its 10:00 are read on bob's calendar.
+    bob_zone, channel_zone = zones_on_other_dates(product_clock())
+    bob_today = product_clock().astimezone(ZoneInfo(bob_zone)).date()
+    carol_zone = fixed_zone(0)
+    carol_tomorrow = product_clock().date() + timedelta(days=1)
+    async with running_huddle(tmp_path / "data", clock=product_clock, empty_grace=1.0) as huddle:
+        await huddle.say("ops", "bob", f"/meet tz {bob_zone}")
+        await huddle.say("ops", "carol", f"/meet tz {carol_zone}")
+        await huddle.say("ops", "alice", f"/meet tz channel {channel_zone}")
+        [card] = (await huddle.say("ops", "alice", "/meet Incident review"))["posts"]
+        async with HuddleClient(card["buttons"][0]["url"], "Alice", width=160, height=120) as alice:
+            await alice.join()
+            await card_text(huddle, "ops", card["id"], "1 in the huddle")
+            await alice.send(
+                {
+                    "type": "notes",
+                    "text": "TODO @bob send the timeline by today\n"
+                    "TODO @carol check the alerts by tomorrow",
+                }
+            )
+        notes = await thread_post(huddle, "ops", card["id"], "Meeting notes: Incident review")
+        bob_due = f"{bob_today:%a %d %b} 10:00 {bob_zone}"
+        carol_due = f"{carol_tomorrow:%a %d %b} 10:00 {carol_zone}"
+        assert f"@bob: send the timeline (due {bob_due})" in notes["text"]
+        assert f"@carol: check the alerts (due {carol_due})" in notes["text"]
+        item_id = notes["text"].split("Action items:\n• `")[1].split("`")[0]
+        follow_up = await thread_post(huddle, "ops", card["id"], "Follow-up")
+        assert follow_up["text"].startswith(f"@bob: send the timeline was due {bob_due}.")
+        assert f"/meet done {item_id}" in follow_up["text"]
+        open_items = await thread_post(huddle, "ops", card["id"], "Action items")
+        assert f"(due {bob_due})" in open_items["text"]
 
 
 async def test_one_huddle_shared_into_another_channel_updates_and_notes_everywhere(

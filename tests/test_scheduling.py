@@ -14,13 +14,16 @@ import icalendar
 import pytest
 from dateutil.rrule import rrulestr
 
+from media.contrib.client import HuddleClient
+from tests.clock import ShiftedClock
 from tests.product import RunningHuddle, running_huddle
 
 
 @pytest.fixture
-async def huddle(tmp_path: Path) -> AsyncIterator[RunningHuddle]:
-    async with running_huddle(tmp_path / "data", empty_grace=1.0) as running:
-        for _ in range(50):
+async def huddle(tmp_path: Path, product_clock: ShiftedClock) -> AsyncIterator[RunningHuddle]:
+    """The product, its clock at one of the fixed instants, once its scheduler leads."""
+    async with running_huddle(tmp_path / "data", clock=product_clock, empty_grace=1.0) as running:
+        for _ in range(300):  # up to 30 s on a loaded machine
             if running.parts.scheduler.is_leader:
                 break
             await asyncio.sleep(0.1)
@@ -100,8 +103,19 @@ async def test_a_meeting_in_seconds_gets_agenda_rsvp_reminder_and_starts(
     assert str(event["url"]).startswith(f"{huddle.url}/m/{meeting_id}")
 
 
+def next_change(zone: ZoneInfo, after: datetime) -> datetime:
+    """The first hour after ``after`` at which ``zone``'s UTC offset changes."""
+    moment = after.replace(minute=0, second=0, microsecond=0)
+    offset = moment.astimezone(zone).utcoffset()
+    for _ in range(24 * 366):
+        moment += timedelta(hours=1)
+        if moment.astimezone(zone).utcoffset() != offset:
+            return moment
+    raise AssertionError(f"{zone} does not change its clocks")
+
+
 async def test_recurring_meeting_calendar_expands_to_local_times_across_dst(
-    huddle: RunningHuddle,
+    huddle: RunningHuddle, product_clock: ShiftedClock
 ) -> None:
     await huddle.say("plan", "alice", "/meet tz America/New_York")
     [card] = (
@@ -119,11 +133,14 @@ async def test_recurring_meeting_calendar_expands_to_local_times_across_dst(
     )
     rule = rrulestr(event["rrule"].to_ical().decode(), dtstart=start)
     new_york = ZoneInfo("America/New_York")
-    # New York leaves daylight saving on 1 Nov 2026 and enters it on 14 Mar 2027.
-    spring = list(rule.between(datetime(2027, 3, 1, tzinfo=UTC), datetime(2027, 3, 23, tzinfo=UTC)))
-    # Mondays 1, 8 (EST, UTC-5) and 15, 22 March (EDT, UTC-4): 10:00 local every time.
-    assert [o.astimezone(new_york).hour for o in spring] == [10, 10, 10, 10]
-    assert [o.astimezone(UTC).hour for o in spring] == [15, 15, 14, 14]
+    # Two Mondays either side of New York's next clock change after the first meeting.
+    change = next_change(new_york, max(start, product_clock()))
+    around = list(rule.between(change - timedelta(days=14), change + timedelta(days=14)))
+    assert len(around) == 4 and start <= around[0]
+    assert [o.astimezone(new_york).hour for o in around] == [10, 10, 10, 10]
+    # ... so in UTC the meeting moves by the hour the clocks moved.
+    utc = [o.astimezone(UTC).hour for o in around]
+    assert utc[0] == utc[1] and utc[2] == utc[3] and abs(utc[1] - utc[2]) == 1
     assert event.decoded("dtend") - start == timedelta(minutes=45)
 
 
@@ -159,25 +176,57 @@ async def test_cancel_rsvp_agenda_and_list(huddle: RunningHuddle) -> None:
     assert "was cancelled" in gone["text"]
 
 
-async def test_open_action_items_carry_over_to_the_next_occurrences_agenda(
-    huddle: RunningHuddle,
+async def test_a_date_given_to_cancel_is_read_on_the_cancellers_calendar(
+    huddle: RunningHuddle, product_clock: ShiftedClock
 ) -> None:
-    [card] = (await huddle.say("ops", "alice", "/meet schedule every day 09:00 Daily"))["posts"][:1]
+    # Scheduled in UTC, cancelled from Tokyo: 23:30 UTC is 08:30 the next day there.
+    [card, _] = (await huddle.say("ops", "alice", "/meet schedule every day 23:30 Late sync"))[
+        "posts"
+    ]
     meeting_id = card["text"].split("id `")[1].split("`")[0]
-    meetings = huddle.parts.meetings
+    await huddle.say("ops", "alice", "/meet tz Asia/Tokyo")
     meeting = await huddle.parts.store.meeting(meeting_id)
     assert meeting is not None
-    first, second = meetings.occurrences(meeting, datetime.now(UTC), count=2)
-    # The scheduler's start job at T (driven directly: waiting for 09:00 is not a test).
-    huddle_id = await meetings.start(meeting_id, first)
-    assert huddle_id is not None
-    await huddle.parts.minutes.notes_changed(huddle_id, "TODO @bob fix the flaky deploy", "Bob")
-    await huddle.parts.huddles.end(huddle_id, "ended by host")
-    await huddle.parts.huddles.wait_idle()
-    await meetings.post_agenda(meeting_id, second)
-    async with asyncio.timeout(10):
-        await huddle.parts.publisher.flush()
-    agenda = [p for p in await huddle.history("ops") if p["title"] == "Scheduled: Daily"]
-    assert len(agenda) == 2  # today's (now "Started.") and tomorrow's
-    assert "Open from last time:" in agenda[-1]["text"]
-    assert "@bob: fix the flaky deploy" in agenda[-1]["text"]
+    second = huddle.parts.meetings.occurrences(meeting, product_clock(), count=2)[1]
+    tokyo_day = second.astimezone(ZoneInfo("Asia/Tokyo")).date()
+    [answer] = (await huddle.say("ops", "alice", f"/meet cancel {meeting_id} {tokyo_day}"))["posts"]
+    assert answer["text"] == f"Cancelled “Late sync” on {second:%a %d %b} 23:30 UTC."
+
+
+async def test_open_action_items_carry_over_to_the_next_occurrences_agenda(
+    huddle: RunningHuddle, product_clock: ShiftedClock
+) -> None:
+    # A few seconds before a whole minute, a meeting every day at that minute: the scheduler
+    # opens the first one itself, as it would at 09:00.
+    at = product_clock.start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    product_clock.set(at - timedelta(seconds=3))
+    [card] = (await huddle.say("ops", "alice", f"/meet schedule every day {at:%H:%M} Daily"))[
+        "posts"
+    ][:1]
+    meeting_id = card["text"].split("id `")[1].split("`")[0]
+    started = await wait_for_post(
+        huddle, "ops", "bob", lambda p: p["title"] == "Daily" and p["buttons"], within=30
+    )
+    async with HuddleClient(started["buttons"][0]["url"], "Bob", width=160, height=120) as bob:
+        await bob.join()
+        await bob.send({"type": "notes", "text": "TODO @bob fix the flaky deploy"})
+    await wait_for_post(
+        huddle, "ops", "bob", lambda p: p["title"] == "Meeting notes: Daily", within=30
+    )
+    # Tomorrow's agenda card (up since the first one started) now lists what is still open.
+    tomorrow = await wait_for_post(
+        huddle,
+        "ops",
+        "bob",
+        lambda p: (
+            p["title"] == "Scheduled: Daily"
+            and p["id"] != card["id"]
+            and "@bob: fix the flaky deploy" in p["text"]
+        ),
+        within=30,
+    )
+    assert "Open from last time:" in tomorrow["text"]
+    meeting = await huddle.parts.store.meeting(meeting_id)
+    assert meeting is not None
+    second = huddle.parts.meetings.occurrences(meeting, at)[0]
+    assert second == at + timedelta(days=1)

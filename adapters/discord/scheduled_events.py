@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import aiohttp
 import discord
@@ -197,7 +197,7 @@ class MeetingEvents:
         ]
         # An event whose time has come is the occurrence under way (Discord starts external events
         # at their start time, give or take a moment): it ends by itself and is left alone.
-        now = datetime.now(UTC)
+        now = self.meetings.clock()
         upcoming = [
             e for e in ours if e.status is discord.EventStatus.scheduled and e.start_time > now
         ]

@@ -14,7 +14,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,14 @@ from bot.types import (
     Action,
     Button,
     ChannelRef,
+    Clock,
     Command,
     HuddleSnapshot,
     MeetingSnapshot,
     Post,
     User,
     plain_times,
+    utc_now,
 )
 
 log = logging.getLogger("huddle.web")
@@ -90,9 +91,10 @@ class WebChat:
 
     name = "web"
 
-    def __init__(self, store: Store, commands: Commands) -> None:
+    def __init__(self, store: Store, commands: Commands, clock: Clock = utc_now) -> None:
         self.store = store
         self.commands = commands
+        self.clock = clock
         self._listeners: dict[str, set[_Listener]] = {}
 
     def add_routes(self, app: web.Application) -> None:
@@ -126,7 +128,7 @@ class WebChat:
             thread_of=int(thread_ref) if thread_ref else None,
             # The web chat has no direct messages: a private post is one only its reader sees.
             visible_to=post.to_user,
-            at=datetime.now(UTC),
+            at=self.clock(),
         )
         self._broadcast(message)
         return str(message.id)
@@ -138,7 +140,7 @@ class WebChat:
             title=post.title,
             text=post.text,
             buttons=_buttons(post.buttons),
-            at=datetime.now(UTC),
+            at=self.clock(),
         )
         if message is None:
             raise LookupError(f"web chat message {ref} does not exist")
@@ -212,7 +214,7 @@ class WebChat:
             if parent is None or parent.channel != channel:
                 raise BadRequest('"thread_of" must be the id of a message in this channel.')
         user = user.strip()
-        now = datetime.now(UTC)
+        now = self.clock()
         self._broadcast(
             await self.store.add_chat_message(
                 channel=channel, author=user, is_bot=False, text=text, thread_of=thread_of, at=now
@@ -269,7 +271,7 @@ class WebChat:
             text=text,
             buttons=buttons,
             visible_to=user,
-            at=datetime.now(UTC),
+            at=self.clock(),
         )
         self._broadcast(message)
         return message

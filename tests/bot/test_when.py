@@ -7,6 +7,7 @@ import pytest
 from dateutil.rrule import rrulestr
 
 from bot.when import Schedule, WhenError, parse_when
+from tests.clock import INSTANTS
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Sunday 22 Nov 2026, 15:42 UTC = 16:42 in Berlin.
@@ -97,3 +98,19 @@ def test_mistakes_say_what_would_work(text: str, hint: str) -> None:
 def test_unknown_zones_are_refused(name: str) -> None:
     with pytest.raises(WhenError, match="time zone"):
         when("tomorrow 10:00", tz=name)
+
+
+@pytest.mark.parametrize("instant", list(INSTANTS))
+@pytest.mark.parametrize("tz", ["Etc/GMT+12", "America/New_York", "Europe/Berlin", "Asia/Tokyo"])
+def test_relative_days_are_the_invokers_at_every_instant(instant: str, tz: str) -> None:
+    now = INSTANTS[instant]
+    local = now.astimezone(ZoneInfo(tz))
+    tomorrow = when("tomorrow 10:00", tz=tz, now=now).start
+    assert (tomorrow.date(), tomorrow.hour) == (local.date() + timedelta(days=1), 10)
+    weekday = when("every weekday 09:30", tz=tz, now=now).start
+    assert weekday > now and weekday.weekday() < 5 and (weekday.hour, weekday.minute) == (9, 30)
+    assert (weekday.date() - local.date()).days <= 3
+    later = when("23:59", tz=tz, now=now).start
+    assert later.date() == local.date() and later > now
+    monday = when("monday 10:00", tz=tz, now=now).start
+    assert monday.weekday() == 0 and monday.hour == 10 and now < monday <= now + timedelta(days=7)

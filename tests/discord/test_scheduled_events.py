@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.discord.scheduled_events import event_location, meeting_of
-from tests.discord.conftest import discord_adapter, huddle_id
+from tests.clock import ShiftedClock
+from tests.discord.conftest import discord_adapter, huddle_id, huddle_on
 from tests.fakes.discord import (
     BOT_PERMISSIONS,
     CREATE_EVENTS,
@@ -25,6 +28,26 @@ from tests.fakes.discord import (
 from tests.product import RunningHuddle
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def discord_at(product_clock: ShiftedClock) -> AsyncIterator[FakeDiscord]:
+    """Discord's REST API and gateway, whose "now" is the product's fixed instant."""
+    fake = FakeDiscord(clock=product_clock)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def huddle_at(
+    discord_at: FakeDiscord, tmp_path: Path, product_clock: ShiftedClock
+) -> AsyncIterator[RunningHuddle]:
+    """The product with its Discord bot online, at one of the fixed instants."""
+    async with huddle_on(discord_at, tmp_path / "data", clock=product_clock) as running:
+        yield running
 
 
 async def meet(fake: FakeDiscord, text: str) -> list[str]:
@@ -59,8 +82,11 @@ def next_weekday_at(weekday: int, hour: int, now: datetime) -> datetime:
 
 
 async def test_a_scheduled_meeting_creates_updates_and_cancels_its_scheduled_event(
-    huddle: RunningHuddle, fake_discord: FakeDiscord
+    huddle_at: RunningHuddle, discord_at: FakeDiscord, product_clock: ShiftedClock
 ) -> None:
+    huddle, fake_discord = huddle_at, discord_at
+    # "Tomorrow" is read when the command is, by the product's clock (UTC: nobody set a zone).
+    tomorrow = product_clock().date() + timedelta(days=1)
     await meet(fake_discord, "schedule tomorrow 10:00 Retro agenda: a; b")
     await fake_discord.wait_for(lambda: bool(fake_discord.live_events()))
     [card] = fake_discord.channel_messages(fake_discord.general_id)
@@ -68,7 +94,6 @@ async def test_a_scheduled_meeting_creates_updates_and_cancels_its_scheduled_eve
 
     # One external event in the server's Events, at the meeting's time, pointing at its page.
     [event] = fake_discord.live_events()
-    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     starts = datetime.combine(tomorrow, time(10), UTC)
     assert event["scheduled_start_time"] == starts.isoformat()
     assert event["scheduled_end_time"] == (starts + timedelta(minutes=30)).isoformat()
@@ -114,9 +139,10 @@ async def test_a_scheduled_meeting_creates_updates_and_cancels_its_scheduled_eve
 
 
 async def test_a_recurring_meeting_has_an_event_for_its_next_occurrence(
-    huddle: RunningHuddle, fake_discord: FakeDiscord
+    huddle_at: RunningHuddle, discord_at: FakeDiscord, product_clock: ShiftedClock
 ) -> None:
-    now = datetime.now(UTC)
+    huddle, fake_discord = huddle_at, discord_at
+    now = product_clock()
     await meet(fake_discord, "schedule every monday 10:00 Standup")
     await fake_discord.wait_for(lambda: bool(fake_discord.live_events()))
     [card] = fake_discord.channel_messages(fake_discord.general_id)

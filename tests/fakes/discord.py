@@ -253,8 +253,13 @@ class GatewaySession:
 class FakeDiscord:
     """Discord with one application, its bot user, one guild and a #general text channel."""
 
-    def __init__(self, token: str = "fake-bot-token") -> None:
+    def __init__(
+        self, token: str = "fake-bot-token", clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.token = token
+        #: Discord's idea of now, for "cannot schedule an event in the past": the same clock as
+        #: the product's when a test runs both at a fixed instant.
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.ids = Snowflakes()
         self.application_id = self.ids.next()
         self.bot = FakeUser(self.application_id, "huddle", bot=True)
@@ -1074,7 +1079,7 @@ class FakeDiscord:
         end = _timestamp(event.get("scheduled_end_time"), "scheduled_end_time")
         if end <= start:
             raise _invalid_form("scheduled_end_time: Must be after the start time.")
-        if moved and start <= datetime.now(UTC):
+        if moved and start <= self.clock():
             raise _invalid_form("scheduled_start_time: Cannot schedule event in the past.")
         event["scheduled_start_time"] = start.isoformat()
         event["scheduled_end_time"] = end.isoformat()
