@@ -2,8 +2,9 @@
 
 ``python -m bench.serve --server huddle|relay`` listens on an ephemeral port of 127.0.0.1, admits
 everyone to every huddle, serves ``GET /bench/stats`` (the server's own count of packets sent to
-subscribers) and prints one JSON line, ``{"pid", "join_url", "stats_url"}``, once it is ready. It
-runs until SIGTERM. ``bench/sfu.py`` starts it pinned to one core and reads its CPU time from /proc.
+subscribers) and prints one JSON line, ``{"pid", "join_url", "stats_url", "join_urls"}``, once it is
+ready (``join_urls``: a link per huddle of ``--huddles``). It runs until SIGTERM. ``bench/sfu.py``
+starts it pinned to one core and reads its CPU time from /proc; ``bench/join.py`` unpinned.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ async def start_app(
     return runner, stop
 
 
-async def serve(kind: str, bitrate: int) -> None:
+async def serve(kind: str, bitrate: int, huddles: tuple[str, ...] = (HUDDLE_ID,)) -> None:
     """Run the server until SIGTERM or SIGINT."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -93,10 +94,12 @@ async def serve(kind: str, bitrate: int) -> None:
     # As `huddle serve` and its media workers do after start-up (adapters/server.py).
     gc.collect()
     gc.freeze()
+    expires = time.time() + 3600
     ready = {
         "pid": os.getpid(),
-        "join_url": server.join_url(HUDDLE_ID, time.time() + 3600),
+        "join_url": server.join_url(HUDDLE_ID, expires),
         "stats_url": f"{public_url}/bench/stats",
+        "join_urls": {huddle: server.join_url(huddle, expires) for huddle in huddles},
     }
     print(json.dumps(ready), flush=True)
     await stop.wait()
@@ -111,12 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server", choices=("huddle", "relay"), required=True)
     parser.add_argument("--bitrate", type=int, default=1_000_000, help="relay re-encode bit/s")
     parser.add_argument("--core", type=int, help="pin this process (and its threads) to one CPU")
+    parser.add_argument(
+        "--huddles", default=HUDDLE_ID, help="comma-separated huddle ids to print join links for"
+    )
     args = parser.parse_args(argv)
     if args.core is not None:
         # First thing: threads started later (aiortc's, the executor's) inherit the pinning.
         os.sched_setaffinity(0, {args.core})
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(serve(args.server, args.bitrate))
+    asyncio.run(serve(args.server, args.bitrate, tuple(args.huddles.split(","))))
 
 
 if __name__ == "__main__":

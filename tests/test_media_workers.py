@@ -268,7 +268,9 @@ async def test_a_killed_worker_comes_back_its_people_are_marked_gone_and_new_joi
     url, card = await start_huddle(huddle, huddle_id, "Incident")
     alice, bob = await call(url, "Alice", "Bob")
     await card_text(huddle, "general", card, "2 in the huddle: Alice, Bob")
-    old_ids = {alice.you["id"], bob.you["id"]} if alice.you and bob.you else set()
+    assert alice.you is not None and bob.you is not None
+    old_ids = {alice.you["id"], bob.you["id"]}
+    assert len(old_ids) == 2
     worker = media.worker_for(huddle_id)
     assert worker is not None and worker.pid is not None
     old_pid = worker.pid
@@ -291,9 +293,12 @@ async def test_a_killed_worker_comes_back_its_people_are_marked_gone_and_new_joi
 
     carol, erin = await call(url, "Carol", "Erin")
     await card_text(huddle, "general", card, "2 in the huddle: Carol, Erin")
-    new_ids = {carol.you["id"], erin.you["id"]} if carol.you and erin.you else set()
+    assert carol.you is not None and erin.you is not None
+    new_ids = {carol.you["id"], erin.you["id"]}
     assert len(new_ids) == 2 and not new_ids & old_ids  # ids are never reused
-    assert server_candidate_ports(carol) <= udp_ports(new_pid)
+    # Their media goes to the new worker: the server's candidates are its sockets.
+    ports = server_candidate_ports(carol)
+    assert ports and ports <= udp_ports(new_pid)
     for person in (alice, bob, carol, erin):
         await person.close()
 
@@ -412,7 +417,7 @@ async def test_huddle_serve_with_two_workers_stops_cleanly_and_leaves_no_worker(
     await serve.stop()
     assert serve.process.returncode == 0, serve.log()[-2000:]
     for person in (alice, bob):
-        assert (await person.expect("ended", within=5))["reason"] == "server shutting down"
+        assert (await person.expect("ended", within=15))["reason"] == "server shutting down"
         await person.close()
     assert not [pid for pid in workers if alive(pid)]
     assert "shutting down" in serve.log()

@@ -128,6 +128,8 @@ async def test_bad_channel_name_is_400(huddle: RunningHuddle) -> None:
 
 async def test_live_updates_stream_new_posts_and_edits(huddle: RunningHuddle) -> None:
     received: list[dict[str, object]] = []
+    connected, marked = asyncio.Event(), asyncio.Event()
+    marker = "that was quick"
 
     async def listen() -> None:
         async with huddle.http.get(
@@ -135,21 +137,32 @@ async def test_live_updates_stream_new_posts_and_edits(huddle: RunningHuddle) ->
         ) as stream:
             async for raw in stream.content:
                 line = raw.decode().strip()
-                if line.startswith("data: "):
+                if line == ": connected":  # written once bob's stream is subscribed
+                    connected.set()
+                elif line.startswith("data: "):
                     received.append(json.loads(line[6:]))
+                    if received[-1]["text"] == marker:
+                        marked.set()
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.3)
-    [card] = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
-    await huddle.say("general", "alice", "/meet help")  # ephemeral for alice: bob must not see it
-    huddle_id = card["text"].split("id `")[1].split("`")[0]
-    await huddle.say("general", "alice", f"/meet end {huddle_id}")
-    await huddle.parts.huddles.wait_idle()
-    for _ in range(50):
-        if len(received) >= 5:
-            break
-        await asyncio.sleep(0.1)
-    listener.cancel()
+    try:
+        async with asyncio.timeout(30):
+            await connected.wait()
+        [card] = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
+        # Ephemeral for alice: bob must not see the help.
+        await huddle.say("general", "alice", "/meet help")
+        huddle_id = card["text"].split("id `")[1].split("`")[0]
+        await huddle.say("general", "alice", f"/meet end {huddle_id}")
+        await huddle.parts.huddles.wait_idle()
+        async with asyncio.timeout(30):
+            await huddle.parts.publisher.flush()  # the card's last edit has been sent
+        # Bob's own message, last: once his stream has it, everything before it has come too.
+        await huddle.say("general", "bob", marker)
+        async with asyncio.timeout(30):
+            await marked.wait()
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
     texts = [(p["user"], str(p["text"]).splitlines()[-1]) for p in received]
     assert texts == [
         ("alice", "/meet Standup"),
@@ -157,6 +170,7 @@ async def test_live_updates_stream_new_posts_and_edits(huddle: RunningHuddle) ->
         ("alice", "/meet help"),
         ("alice", f"/meet end {huddle_id}"),
         ("huddle", "Ended, nobody joined"),
+        ("bob", "that was quick"),
     ]
 
 

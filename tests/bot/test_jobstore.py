@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import pickle
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import create_engine, text
 
 from bot.jobstore import CachedJobStore
-from bot.scheduler import JOB_DEFAULTS
+from bot.scheduler import JOB_DEFAULTS, JOB_TABLE, job_store_url
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -96,14 +102,111 @@ def test_random_operations_match_the_stock_store_and_survive_a_reload(tmp_path: 
         stock.shutdown()
 
 
-def test_a_job_that_no_longer_unpickles_is_dropped_not_fatal(tmp_path: Path) -> None:
+def ran(token: str) -> None:
+    """A job's function: tell the test waiting on ``token`` that its job ran."""
+    RUNS[token].set()
+
+
+#: Jobs of :func:`ran` that have run, by the token in their arguments.
+RUNS: dict[str, threading.Event] = {}
+
+
+def runnable_job(scheduler: BaseScheduler, job_id: str, at: datetime) -> Job:
+    """A job whose function exists (:func:`ran`), due at ``at``."""
+    RUNS[job_id] = threading.Event()
+    return Job(
+        scheduler,
+        id=job_id,
+        func=f"{__name__}:ran",
+        trigger=DateTrigger(run_date=at, timezone=UTC),
+        executor="default",
+        args=[job_id],
+        kwargs={},
+        name=job_id,
+        next_run_time=at,
+        **JOB_DEFAULTS,
+    )
+
+
+def write_bad_rows(url: str, due: datetime) -> None:
+    """Put a good job and two rows that no longer load in the product's job table (``url``).
+
+    One is not a pickle at all; the other is a job whose function is gone (renamed in a later
+    version, say). Both are due before the good job, one is paused.
+    """
     scheduler = BackgroundScheduler(timezone=UTC)
-    store = CachedJobStore(url=f"sqlite:///{tmp_path}/broken.db")
+    store = CachedJobStore(url=url, tablename=JOB_TABLE)
     store.start(scheduler, "default")
-    store.add_job(make_job(scheduler, "good", T0))
-    store._rows["bad"] = (T0.timestamp(), b"not a pickle")
     try:
-        assert [job.id for job in store.get_all_jobs()] == ["good"]
-        assert store.lookup_job("bad") is None
+        store.add_job(runnable_job(scheduler, "good", due))
+        gone = runnable_job(scheduler, "gone", due - timedelta(seconds=1)).__getstate__()
+        gone["func"] = "bot.renamed_long_ago:run_job"
+        assert store.flush(timeout=30)
+        with store.engine.begin() as connection:
+            connection.execute(
+                store.jobs_t.insert(),
+                [
+                    {
+                        "id": "garbage",
+                        "next_run_time": (due - timedelta(seconds=2)).timestamp(),
+                        "job_state": b"not a pickle",
+                    },
+                    {"id": "gone", "next_run_time": None, "job_state": pickle.dumps(gone)},
+                ],
+            )
     finally:
         store.shutdown()
+
+
+def table_ids(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return sorted(connection.scalars(text(f"SELECT id FROM {JOB_TABLE}")))
+    finally:
+        engine.dispose()
+
+
+async def test_rows_that_no_longer_load_are_dropped_at_start_with_a_log_line(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = job_store_url(database_url)
+    write_bad_rows(url, T0)
+    assert table_ids(url) == ["garbage", "gone", "good"]
+
+    store = CachedJobStore(url=url, tablename=JOB_TABLE)
+    store.start(BackgroundScheduler(timezone=UTC), "default")
+    try:
+        assert [job.id for job in store.get_all_jobs()] == ["good"]
+        assert [job.id for job in store.get_due_jobs(T0)] == ["good"]
+        assert store.get_next_run_time() == T0
+        assert store.lookup_job("garbage") is None and store.lookup_job("gone") is None
+        assert store.flush(timeout=30)
+    finally:
+        store.shutdown()
+    for job_id in ("garbage", "gone"):
+        assert f'Unable to restore job "{job_id}" -- removing it' in caplog.text
+    # Removed from the table too: the next leader does not trip over them again.
+    assert table_ids(url) == ["good"]
+
+
+async def test_the_good_jobs_still_run_beside_rows_that_no_longer_load(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = job_store_url(database_url)
+    write_bad_rows(url, datetime.now(UTC) - timedelta(seconds=1))  # all due at once
+
+    scheduler = BackgroundScheduler(
+        jobstores={"default": CachedJobStore(url=url, tablename=JOB_TABLE)},
+        job_defaults=JOB_DEFAULTS,
+        timezone=UTC,
+    )
+    scheduler.start()
+    try:
+        assert await asyncio.to_thread(RUNS["good"].wait, 30), "the good job never ran"
+    finally:
+        scheduler.shutdown()
+    assert 'Unable to restore job "garbage" -- removing it' in caplog.text
+    # The good job ran (its trigger is done) and the bad due row went; nothing due asked for the
+    # paused one.
+    assert table_ids(url) == ["gone"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.delivery import Publisher, Undeliverable
 from bot.store import Store
-from bot.types import ChannelRef, HuddleSnapshot, Post
+from bot.types import ChannelRef, HuddleSnapshot, MeetingSnapshot, Post, utc_now
 
 GENERAL = ChannelRef("chat", "general")
 
@@ -22,6 +23,8 @@ class FlakyChat:
 
     def __init__(self) -> None:
         self.down = False
+        #: Keys of posts whose sends fail while the rest go through.
+        self.refusing: set[str] = set()
         self.hang = False
         self.messages: dict[str, Post] = {}
         self.threads: dict[str, str | None] = {}
@@ -31,7 +34,7 @@ class FlakyChat:
     async def send(self, post: Post, thread_ref: str | None) -> str:
         if self.hang:
             await asyncio.sleep(3600)
-        if self.down:
+        if self.down or post.key in self.refusing:
             self.log.append(("send-failed", post.key))
             raise ConnectionError("platform unavailable")
         ref = f"m{len(self.messages) + 1}"
@@ -51,6 +54,22 @@ class FlakyChat:
     async def on_huddle(self, snapshot: HuddleSnapshot) -> None:
         return None
 
+    async def on_meeting(self, snapshot: MeetingSnapshot) -> None:
+        return None
+
+
+class ManualClock:
+    """The publisher's clock, moved only by the test: nothing falls due on its own."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
@@ -59,8 +78,10 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
-def _publisher(store: Store, chat: FlakyChat, lease: float = 30.0) -> Publisher:
-    publisher = Publisher(store, max_backoff=0.2, poll=0.05, lease=lease)
+def _publisher(
+    store: Store, chat: FlakyChat, lease: float = 30.0, clock: ManualClock | None = None
+) -> Publisher:
+    publisher = Publisher(store, max_backoff=0.2, poll=0.05, lease=lease, clock=clock or utc_now)
     publisher.register(chat)
     publisher.start()
     return publisher
@@ -89,9 +110,12 @@ async def test_a_post_someone_waits_for_is_sent_at_once_without_the_worker(
         landed = await publisher.publish(Post("card", GENERAL, "nobody in"), wait=2)
         assert landed is not None and chat.messages[landed.ref].text == "nobody in"
         assert await store.post_progress("card") == (1, landed.ref)
-        # A post nobody waits for is the worker's: queued, not sent.
+        # A post nobody waits for is the worker's: queued, not leased to this process nor sent,
+        # so the next claim (a worker's, here the test's) takes it as never tried.
         assert await publisher.publish(Post("other", GENERAL, "later"), wait=0) is None
-        await asyncio.sleep(0.2)
+        now = utc_now()
+        [queued] = await store.claim_due_posts(now, now + timedelta(seconds=30))
+        assert (queued.key, queued.sending) == ("other", False)
         assert chat.log == [("send", "card")]
     finally:
         await publisher.stop()
@@ -105,14 +129,14 @@ async def test_platform_down_then_back_delivers_once_with_the_latest_text(store:
         assert await publisher.publish(Post("card", GENERAL, "v1"), wait=0.3) is None
         await publisher.publish(Post("card", GENERAL, "v2"), wait=0)
         await publisher.publish(Post("card", GENERAL, "v3"), wait=0)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while True:  # the worker has tried (and failed) at least once
                 if ("send-failed", "card") in chat.log:
                     break
                 await asyncio.sleep(0.05)
         assert not chat.messages
         chat.down = False
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             await publisher.flush()
         assert [m.text for m in chat.messages.values()] == ["v3"]
         assert [entry for entry in chat.log if not entry[0].endswith("failed")] == [
@@ -124,18 +148,28 @@ async def test_platform_down_then_back_delivers_once_with_the_latest_text(store:
 
 async def test_replies_wait_for_their_thread_and_land_in_order(store: Store) -> None:
     chat = FlakyChat()
-    chat.down = True
+    chat.refusing.add("card")  # the card cannot land for now; its replies could
     publisher = _publisher(store, chat)
     try:
         await publisher.publish(Post("card", GENERAL, "card"), wait=0)
         for n in range(3):
             await publisher.publish(Post(f"note-{n}", GENERAL, f"note {n}", thread_of="card"), 0)
-        await asyncio.sleep(0.2)
-        chat.down = False
-        async with asyncio.timeout(5):
+        # A post of no thread, after them: the worker takes posts oldest first, so once it has
+        # landed, the worker has been past every reply at least once, each after the card's
+        # first failed send.
+        await publisher.publish(Post("elsewhere", GENERAL, "other news"), wait=0)
+        async with asyncio.timeout(30):
+            while True:
+                if ("send", "elsewhere") in chat.log:
+                    break
+                await asyncio.sleep(0.01)
+        assert ("send-failed", "card") in chat.log
+        assert [key for kind, key in chat.log if kind == "send"] == ["elsewhere"]
+        chat.refusing.clear()
+        async with asyncio.timeout(30):
             await publisher.flush()
         sent = [key for kind, key in chat.log if kind == "send"]
-        assert sent == ["card", "note-0", "note-1", "note-2"]
+        assert sent == ["elsewhere", "card", "note-0", "note-1", "note-2"]
         card_ref = next(ref for ref, post in chat.messages.items() if post.key == "card")
         assert all(
             chat.threads[ref] == card_ref for ref, post in chat.messages.items() if post.thread_of
@@ -155,7 +189,7 @@ async def test_a_process_that_dies_mid_send_leaves_the_post_for_the_next_one(
     chat.hang = False
     successor = _publisher(store, chat, lease=0.5)
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             await successor.flush()
         assert chat.log == [("send", "card")]
         # The successor is told the first send's outcome is unknown: look before posting.
@@ -180,7 +214,7 @@ async def test_posts_survive_a_restart_with_the_platform_down(tmp_path: Path) ->
     store = await Store.open(url)
     publisher = _publisher(store, chat)
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             await publisher.flush()
         assert [(kind, key) for kind, key in chat.log if kind == "send"] == [("send", "card")]
     finally:
@@ -203,14 +237,20 @@ async def test_an_undeliverable_post_is_given_up_and_its_thread_still_flows(
         return await original(post, thread_ref)
 
     chat.send = refuse_dms  # type: ignore[method-assign]
-    publisher = _publisher(store, chat)
+    clock = ManualClock()
+    publisher = _publisher(store, chat, clock=clock)
     try:
         assert await publisher.publish(Post("dm", GENERAL, "psst", to_user="bob"), wait=0.5) is None
         await publisher.publish(Post("after", GENERAL, "reply", thread_of="dm"), wait=0)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             await publisher.flush()
-        await asyncio.sleep(0.3)  # a retry would have happened by now (backoff 0.2 s at most)
+        # An hour on, far past any backoff, the worker takes a later post: a retry of the dm
+        # would have been due, and taken first.
+        clock.advance(timedelta(hours=1))
+        await publisher.publish(Post("later", GENERAL, "an hour on"), wait=0)
+        async with asyncio.timeout(30):
+            await publisher.flush()
         assert attempts == 1
-        assert [key for kind, key in chat.log if kind == "send"] == ["after"]
+        assert [key for kind, key in chat.log if kind == "send"] == ["after", "later"]
     finally:
         await publisher.stop()

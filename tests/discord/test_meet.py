@@ -91,9 +91,13 @@ async def test_a_rejected_token_leaves_the_rest_of_the_server_running(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="huddle.discord")
     async with huddle_on(fake_discord, tmp_path / "data", discord_token="wrong") as running:
-        await fake_discord.wait_for(lambda: bool(fake_discord.requests))
+        # Discord's refusal has been read (and said): nothing of the bot is coming after it.
+        async with asyncio.timeout(30):
+            while True:
+                if "DISCORD_TOKEN was rejected" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
         await running.say("general", "bob", "/meet")  # the web chat still works
-    assert "DISCORD_TOKEN was rejected" in caplog.text
     assert not fake_discord.command_syncs and not fake_discord.sessions
 
 
@@ -132,7 +136,7 @@ async def test_meet_posts_a_card_whose_join_button_works_and_which_follows_the_c
             lambda: "2 in the huddle: Carol, Dave" in card_text(fake_discord, card_id)
         )
         # Carol really is in the call: her browser decodes Dave's video.
-        await page.wait_for_function(VIDEO_DECODED_JS, timeout=15_000)
+        await page.wait_for_function(VIDEO_DECODED_JS, timeout=60_000)
         await dave.leave()
     await fake_discord.wait_for(
         lambda: "1 in the huddle: Carol" in card_text(fake_discord, card_id)
@@ -211,7 +215,7 @@ async def test_posts_for_the_thread_go_into_it_and_open_it_when_it_is_missing(
         text="Notes: ship it on Friday.",
         thread_of=record.card_key,
     )
-    delivered = await huddle.parts.publisher.publish(notes)
+    delivered = await huddle.parts.publisher.publish(notes, wait=30)
     assert delivered is not None
     [posted] = fake_discord.channel_messages(int(card["id"]))
     assert posted["content"] == "Notes: ship it on Friday." and posted["embeds"] == []
@@ -227,7 +231,7 @@ async def test_a_card_a_moderator_deleted_stays_deleted(
     ended = await fake_discord.invoke("meet", {"text": f"end {huddle_id(card)}"})
     await fake_discord.answered(ended)
     await huddle.parts.huddles.wait_idle()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(30):
         await huddle.parts.publisher.flush()  # the edit is settled, not retried forever
     assert fake_discord.channel_messages(fake_discord.general_id) == []
     assert "edit dropped: message deleted on Discord" in caplog.text

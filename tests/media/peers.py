@@ -5,6 +5,12 @@ observed, never replaced: the publisher's camera encodes VP8 itself and emits a 
 start and when asked by a PLI (so the tests know exactly where keyframes come from), and a
 subscriber records every RTP packet its video receiver gets before aiortc handles it.
 
+The server side of these pairs is the forwarding unit alone, set up by hand as
+:mod:`media.rooms` would (:func:`start_publisher` taps, :func:`start_subscriber` adds forwarding
+transceivers): unit tests of one mechanism at a time. A person's path through
+:class:`media.server.MediaServer` and its signaling is :mod:`media.contrib.client` against
+``tests/media/media_app.py`` (test_signaling.py, test_loss.py, test_codecs.py).
+
 :class:`CapturingTransport` is the one exception, for byte-level tests without a network: a DTLS
 transport that never connects, whose ``_send_rtp`` records what would have been encrypted and sent.
 """
@@ -277,7 +283,7 @@ async def start_publisher(
     await client.setRemoteDescription(server.localDescription)
     await wait_for(
         lambda: client.connectionState == "connected" == server.connectionState,
-        10,
+        20,
         "the publisher to connect",
     )
     return publisher
@@ -350,7 +356,7 @@ async def start_subscriber(
     subscriber._tasks.append(asyncio.ensure_future(_read_audio(subscriber)))
     await wait_for(
         lambda: client.connectionState == "connected" == server.connectionState,
-        10,
+        20,
         "the subscriber to connect",
     )
     return subscriber

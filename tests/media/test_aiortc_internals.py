@@ -43,9 +43,10 @@ from aiortc.rtp import (
 )
 
 from media.forwarding import _ForwardingTrack, _SentPacket
-from tests.media.peers import NO_ICE_SERVERS, CapturingTransport, wait_for
+from tests.media.peers import NO_ICE_SERVERS, CapturingTransport
+from tests.media.virtual_time import run
 
-pytestmark = pytest.mark.timeout(10)
+pytestmark = pytest.mark.timeout(30)
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
 VP8_RTX = RTCRtpCodecParameters(
@@ -121,7 +122,7 @@ async def test_receiver_stops_cleanly_when_started_without_a_decoder(
     receiver._RTCRtpReceiver__started = True
     await asyncio.sleep(0)
 
-    await asyncio.wait_for(receiver.stop(), 2)
+    await asyncio.wait_for(receiver.stop(), 10)
     assert task.done()
 
 
@@ -250,26 +251,29 @@ async def test_set_remote_description_does_not_start_receivers_yet() -> None:
 # -- sender ----------------------------------------------------------------------------------
 
 
-async def test_sender_with_a_silent_track_neither_encodes_nor_polls(
-    transport: CapturingTransport,
-) -> None:
-    calls = 0
+def test_sender_with_a_silent_track_neither_encodes_nor_polls() -> None:
+    async def scenario() -> None:
+        transport = CapturingTransport()
+        calls = 0
 
-    class CountingTrack(_ForwardingTrack):
-        async def recv(self) -> Any:
-            nonlocal calls
-            calls += 1
-            return await super().recv()
+        class CountingTrack(_ForwardingTrack):
+            async def recv(self) -> Any:
+                nonlocal calls
+                calls += 1
+                return await super().recv()
 
-    sender = RTCRtpSender(CountingTrack("video"), transport.dtls)
-    await sender.send(send_parameters())
-    await asyncio.sleep(0.1)
+        sender = RTCRtpSender(CountingTrack("video"), transport.dtls)
+        await sender.send(send_parameters())
+        # A minute on the fake clock: a send loop polling every 20 ms would call recv 3,000 times.
+        await asyncio.sleep(60)
 
-    assert calls == 1, "aiortc's send loop waits on the track instead of polling"
-    assert private(sender, "encoder") is None
-    assert private(sender, "rtx_payload_type") == 98
-    assert transport.dtls._rtp_router.senders[sender._ssrc] is sender
-    await asyncio.wait_for(sender.stop(), 2)
+        assert calls == 1, "aiortc's send loop waits on the track instead of polling"
+        assert private(sender, "encoder") is None
+        assert private(sender, "rtx_payload_type") == 98
+        assert transport.dtls._rtp_router.senders[sender._ssrc] is sender
+        await sender.stop()
+
+    run(scenario)
 
 
 async def test_sender_retransmits_from_its_history_as_rtx(transport: CapturingTransport) -> None:
@@ -316,26 +320,31 @@ async def test_sender_hands_pli_fir_and_nack_to_its_instance_methods(
     assert retransmits == [3, 4]
 
 
-async def test_sender_reports_carry_its_counters(transport: CapturingTransport) -> None:
-    sender: Any = RTCRtpSender("video", transport.dtls)
-    sender._RTCRtpSender__packet_count = 10
-    sender._RTCRtpSender__octet_count = 12000
-    sender._RTCRtpSender__rtp_timestamp = 123456
-    sender._RTCRtpSender__ntp_timestamp = 0xE000000080000000
+def test_sender_reports_carry_its_counters() -> None:
+    async def scenario() -> None:
+        transport = CapturingTransport()
+        sender: Any = RTCRtpSender("video", transport.dtls)
+        sender._RTCRtpSender__packet_count = 10
+        sender._RTCRtpSender__octet_count = 12000
+        sender._RTCRtpSender__rtp_timestamp = 123456
+        sender._RTCRtpSender__ntp_timestamp = 0xE000000080000000
 
-    stats = await sender.getStats()
-    outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
-    assert (outbound.packetsSent, outbound.bytesSent) == (10, 12000)
+        stats = await sender.getStats()
+        outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
+        assert (outbound.packetsSent, outbound.bytesSent) == (10, 12000)
 
-    task = asyncio.ensure_future(sender._run_rtcp())  # first report within 1.5 s
-    await wait_for(lambda: bool(transport.sent), 2, "a sender report")
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    report = next(p for p in transport.rtcp() if isinstance(p, RtcpSrPacket))
-    info = report.sender_info
-    assert report.ssrc == sender._ssrc
-    assert (info.packet_count, info.octet_count) == (10, 12000)
-    assert (info.rtp_timestamp, info.ntp_timestamp) == (123456, 0xE000000080000000)
+        task = asyncio.ensure_future(sender._run_rtcp())
+        await asyncio.sleep(1.5)  # on the fake clock: aiortc's first report comes within 1.5 s
+        assert transport.sent, "a sender report"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        report = next(p for p in transport.rtcp() if isinstance(p, RtcpSrPacket))
+        info = report.sender_info
+        assert report.ssrc == sender._ssrc
+        assert (info.packet_count, info.octet_count) == (10, 12000)
+        assert (info.rtp_timestamp, info.ntp_timestamp) == (123456, 0xE000000080000000)
+
+    run(scenario)
 
 
 async def test_sender_identity_and_helpers() -> None:

@@ -17,6 +17,7 @@ from media.keyframes import (
     is_vp8_keyframe_start,
     keyframe_start_test,
 )
+from tests.media.virtual_time import run
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -139,7 +140,7 @@ def test_keyframe_start_test_by_codec() -> None:
 
 
 class Publisher:
-    """Counts PLIs as a forwarder would send them."""
+    """Records the (virtual) time of every PLI as a forwarder would send it."""
 
     def __init__(self, reachable: bool = True) -> None:
         self.plis: list[float] = []
@@ -152,8 +153,11 @@ class Publisher:
         return self.reachable
 
 
+# The timers run on a fake clock (tests/media/virtual_time.py): every PLI is counted and timed
+# exactly, however loaded the machine; a long sleep shows that nothing more comes, ever.
 MIN = 0.3
 RETRY = 0.1
+FOREVER = 3600.0
 
 
 def requests_for(publisher: Publisher) -> KeyframeRequests:
@@ -162,87 +166,101 @@ def requests_for(publisher: Publisher) -> KeyframeRequests:
     )
 
 
-async def test_subscriber_requests_are_coalesced_and_deferred_not_dropped() -> None:
-    publisher = Publisher()
-    requests = requests_for(publisher)
-    for _ in range(5):
+def test_subscriber_requests_are_coalesced_and_deferred_not_dropped() -> None:
+    async def scenario() -> None:
+        publisher = Publisher()
+        requests = requests_for(publisher)
+        for _ in range(5):
+            requests.subscriber_request()
+            await asyncio.sleep(0.02)
+        assert publisher.plis == [0.0], "the first at once, the others held back"
+        await asyncio.sleep(FOREVER)
+        assert publisher.plis == [0.0, pytest.approx(MIN)], "one more, at the end of the interval"
+        requests.close()
+
+    run(scenario)
+
+
+def test_a_keyframe_answers_deferred_requests() -> None:
+    async def scenario() -> None:
+        publisher = Publisher()
+        requests = requests_for(publisher)
         requests.subscriber_request()
-        await asyncio.sleep(0.02)
-    assert len(publisher.plis) == 1
-    await asyncio.sleep(MIN)
-    assert len(publisher.plis) == 2
-    assert publisher.plis[1] - publisher.plis[0] >= MIN * 0.95
-    await asyncio.sleep(MIN)
-    assert len(publisher.plis) == 2
-    requests.close()
+        requests.subscriber_request()
+        requests.keyframe_started()
+        await asyncio.sleep(FOREVER)
+        assert publisher.plis == [0.0]
+        requests.close()
+
+    run(scenario)
 
 
-async def test_a_keyframe_answers_deferred_requests() -> None:
-    publisher = Publisher()
-    requests = requests_for(publisher)
-    requests.subscriber_request()
-    requests.subscriber_request()
-    requests.keyframe_started()
-    await asyncio.sleep(MIN * 1.5)
-    assert len(publisher.plis) == 1
-    requests.close()
-
-
-async def test_a_waiting_subscriber_asks_at_once_and_again_until_a_keyframe() -> None:
-    publisher = Publisher()
-    requests = requests_for(publisher)
-    requests.subscriber_request()  # the rate limit does not hold a waiting subscriber back
-    publisher.waiting = True
-    requests.keyframe_started()
-    requests.waiter_added()
-    assert len(publisher.plis) == 2
-    await asyncio.sleep(RETRY * 3.5)
-    retried = len(publisher.plis)
-    assert 4 <= retried <= 5  # at RETRY, 2 * RETRY and 3 * RETRY; a loaded machine may lag
-    publisher.waiting = False
-    requests.keyframe_started()
-    await asyncio.sleep(RETRY * 3)
-    assert len(publisher.plis) <= retried + 1
-    requests.close()
-
-
-async def test_waiters_share_a_fresh_request() -> None:
-    publisher = Publisher()
-    requests = requests_for(publisher)
-    publisher.waiting = True
-    for _ in range(10):
+def test_a_waiting_subscriber_asks_at_once_and_again_until_a_keyframe() -> None:
+    async def scenario() -> None:
+        publisher = Publisher()
+        requests = requests_for(publisher)
+        requests.subscriber_request()  # the rate limit does not hold a waiting subscriber back
+        publisher.waiting = True
+        requests.keyframe_started()
         requests.waiter_added()
-    assert len(publisher.plis) == 1
-    requests.close()
-    await asyncio.sleep(RETRY * 2)
-    assert len(publisher.plis) == 1
+        assert publisher.plis == [0.0, 0.0]
+        await asyncio.sleep(RETRY * 3.5)
+        assert publisher.plis == pytest.approx([0.0, 0.0, RETRY, 2 * RETRY, 3 * RETRY])
+        publisher.waiting = False
+        requests.keyframe_started()
+        await asyncio.sleep(FOREVER)
+        assert len(publisher.plis) == 5, "no retry once the keyframe came"
+        requests.close()
+
+    run(scenario)
 
 
-async def test_requests_wait_for_a_reachable_publisher() -> None:
-    publisher = Publisher(reachable=False)
-    requests = requests_for(publisher)
-    publisher.waiting = True
-    requests.waiter_added()
-    await asyncio.sleep(RETRY * 1.5)
-    publisher.reachable = True
-    await asyncio.sleep(RETRY * 1.5)
-    assert len(publisher.plis) >= 1
-    requests.close()
+def test_waiters_share_a_fresh_request() -> None:
+    async def scenario() -> None:
+        publisher = Publisher()
+        requests = requests_for(publisher)
+        publisher.waiting = True
+        for _ in range(10):
+            requests.waiter_added()
+        assert publisher.plis == [0.0]
+        requests.close()
+        await asyncio.sleep(FOREVER)
+        assert publisher.plis == [0.0], "nothing after close()"
+
+    run(scenario)
 
 
-async def test_retries_slow_down_when_no_keyframe_comes() -> None:
-    publisher = Publisher()
-    requests = KeyframeRequests(
-        publisher.send_pli,
-        lambda: publisher.waiting,
-        retry_interval=0.05,
-        fast_retries=2,
-        backoff_interval=0.4,
-    )
-    publisher.waiting = True
-    requests.waiter_added()
-    await asyncio.sleep(0.3)
-    assert len(publisher.plis) == 3  # at once, then two fast retries
-    await asyncio.sleep(0.35)
-    assert len(publisher.plis) == 4  # then one per backoff interval
-    requests.close()
+def test_requests_wait_for_a_reachable_publisher() -> None:
+    async def scenario() -> None:
+        publisher = Publisher(reachable=False)
+        requests = requests_for(publisher)
+        publisher.waiting = True
+        requests.waiter_added()
+        await asyncio.sleep(RETRY * 1.5)
+        assert publisher.plis == []
+        publisher.reachable = True
+        await asyncio.sleep(RETRY)
+        assert publisher.plis == [pytest.approx(2 * RETRY)], "the next retry reaches it"
+        requests.close()
+
+    run(scenario)
+
+
+def test_retries_slow_down_when_no_keyframe_comes() -> None:
+    async def scenario() -> None:
+        publisher = Publisher()
+        requests = KeyframeRequests(
+            publisher.send_pli,
+            lambda: publisher.waiting,
+            retry_interval=0.05,
+            fast_retries=2,
+            backoff_interval=0.4,
+        )
+        publisher.waiting = True
+        requests.waiter_added()
+        await asyncio.sleep(1.8)
+        # At once, then two fast retries, then one per backoff interval.
+        assert publisher.plis == pytest.approx([0.0, 0.05, 0.1, 0.5, 0.9, 1.3, 1.7])
+        requests.close()
+
+    run(scenario)

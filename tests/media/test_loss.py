@@ -5,12 +5,15 @@ through a real :class:`media.server.MediaServer` to aiortc subscribers that deco
 the clients, where a packet leaves or enters them: a dropped packet never reaches the wire (on the
 publisher) or never reaches the receiver (on a subscriber), exactly as if the network lost it. The
 server is untouched.
+
+Outcomes are asserted, and the order of events, never how long anything took (that is bench/'s):
+repaired video goes on decoding with no keyframe; unrepairable video comes back from one the
+server asked for before any viewer did.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -29,10 +32,12 @@ from media.server import MediaStats
 from tests.media.media_app import MediaApp, media_app
 from tests.media.peers import Camera, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
-#: Seconds for which every packet is lost in an outage.
-OUTAGE = 0.3
+#: Seconds any awaited outcome may take: generous, so that a loaded machine is slow, not red.
+WITHIN = 20.0
+#: Consecutive video packets lost in an outage (about 0.3 s of Alice's video).
+OUTAGE = 30
 
 
 class PublisherLeg:
@@ -113,8 +118,6 @@ class SubscriberLeg:
         #: frames was seen to grow.
         self.keyframes: list[float] = []
         self.frame_times: list[float] = []
-        #: (loop time, frames decoded), polled every few milliseconds.
-        self.samples: list[tuple[float, int]] = []
         # Every transceiver of the client shares the first one's transport (BUNDLE).
         dtls: Any = client.pc.getTransceivers()[0].receiver.transport
         handle_rtp_data = dtls._handle_rtp_data
@@ -126,7 +129,21 @@ class SubscriberLeg:
                 await handle_rtp_data(data, arrival_time_ms)
 
         dtls._handle_rtp_data = lossy_handle_rtp_data
+        #: Loop times at which the viewer asked for a keyframe (PLI) itself.
+        self.plis: list[float] = []
+        for transceiver in client.pc.getTransceivers():
+            if transceiver.kind == "video":
+                self._record_plis(transceiver.receiver)
         self._watch = asyncio.ensure_future(self._watch_frames())
+
+    def _record_plis(self, receiver: Any) -> None:
+        send_pli = receiver._send_rtcp_pli
+
+        async def recorded(media_ssrc: int) -> None:
+            self.plis.append(asyncio.get_running_loop().time())
+            await send_pli(media_ssrc)
+
+        receiver._send_rtcp_pli = recorded
 
     @property
     def frames(self) -> int:
@@ -136,19 +153,9 @@ class SubscriberLeg:
     def frames_after(self, moment: float) -> int:
         return sum(1 for at in self.frame_times if at > moment)
 
-    def longest_freeze(self, start: float, end: float) -> float:
-        """The longest time from ``start`` to ``end`` in which no new frame was decoded.
-
-        Only time in which the event loop ran counts (at most 0.1 s per poll): this machine,
-        shared with benchmarks, sometimes stalls the whole process for a second or more, the
-        camera with it, and that is no freeze caused by loss.
-        """
-        longest = run = 0.0
-        window = [(at, count) for at, count in self.samples if start <= at <= end]
-        for (before, seen), (at, count) in itertools.pairwise(window):
-            run = 0.0 if count > seen else run + min(at - before, 0.1)
-            longest = max(longest, run)
-        return longest
+    def decoding_since(self, moment: float, frames: int = 30) -> Callable[[], bool]:
+        """For ``wait_for``: whether ``frames`` frames were decoded after ``moment``."""
+        return lambda: self.frames_after(moment) >= frames
 
     def holes(self) -> list[int]:
         """Sequence numbers never received, original or resent, since the first one received."""
@@ -171,7 +178,6 @@ class SubscriberLeg:
             if count > seen:
                 seen = count
                 self.frame_times.append(now)
-            self.samples.append((now, count))
             await asyncio.sleep(0.005)
 
     def _lost(self, data: bytes) -> bool:
@@ -212,6 +218,8 @@ class Call:
     camera: Camera
     upstream: PublisherLeg
     viewers: list[SubscriberLeg] = field(default_factory=list)
+    #: Loop times at which the server sent Alice a PLI (before it reaches her).
+    server_plis: list[float] = field(default_factory=list)
 
     def stats(self) -> MediaStats:
         return self.app.server.stats()
@@ -235,6 +243,7 @@ async def call(viewers: int = 2) -> AsyncIterator[Call]:
         await alice.join()
         assert alice.you is not None
         the_call = Call(app, alice, camera, PublisherLeg(transceiver.sender, camera))
+        _record_server_plis(app, alice.you["id"], the_call.server_plis)
         for number in range(1, viewers + 1):
             viewer = HuddleClient(
                 app.join_url(), f"Viewer {number}", publish_audio=False, publish_video=False
@@ -245,8 +254,27 @@ async def call(viewers: int = 2) -> AsyncIterator[Call]:
             stack.callback(leg.close)
             the_call.viewers.append(leg)
         for leg in the_call.viewers:
-            await wait_for(lambda leg=leg: leg.frames >= 10, 10, "video at every viewer")
+            await wait_for(lambda leg=leg: leg.frames >= 10, WITHIN, "video at every viewer")
         yield the_call
+
+
+def _record_server_plis(app: MediaApp, publisher_id: str, into: list[float]) -> None:
+    """Note when the server's forwarder sends the publisher's video a PLI."""
+    forwarder = app.server._rooms["h1"].participants[publisher_id].published["video"]
+    tapped: Any = forwarder.receiver
+    send_pli = tapped._send_rtcp_pli
+
+    def recorded(media_ssrc: int) -> Any:
+        into.append(asyncio.get_running_loop().time())  # when decided, not when sent
+        return send_pli(media_ssrc)
+
+    tapped._send_rtcp_pli = recorded
+
+
+def lose_next(count: int, lost: list[int]) -> Callable[[int, bool], bool]:
+    """An outage: every packet (retransmissions too) until ``count`` more originals are lost."""
+    until = len(lost) + count
+    return lambda seq, retransmission: len(lost) < until
 
 
 @pytest.fixture
@@ -263,7 +291,7 @@ def decode_errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
 # -- loss between the publisher and the server ---------------------------------------------------
 
 
-async def test_lost_publisher_packets_are_nacked_resent_and_forwarded_without_a_freeze(
+async def test_lost_publisher_packets_are_nacked_resent_and_forwarded_so_no_keyframe_is_needed(
     decode_errors: Callable[[], list[str]],
 ) -> None:
     async with call() as c:
@@ -282,26 +310,27 @@ async def test_lost_publisher_packets_are_nacked_resent_and_forwarded_without_a_
             )
 
         c.upstream.lose = lose
-        await wait_for(lambda: len(c.upstream.dropped) >= 30, 20, "30 lost packets")
-        c.upstream.lose = lambda seq, retransmission: True
-        await asyncio.sleep(OUTAGE)
+        await wait_for(lambda: len(c.upstream.dropped) >= 30, WITHIN, "30 lost packets")
+        outage = len(c.upstream.dropped) + OUTAGE
+        c.upstream.lose = lose_next(OUTAGE, c.upstream.dropped)
+        await wait_for(lambda: len(c.upstream.dropped) >= outage, WITHIN, "the outage")
         c.upstream.lose = None
         lost = set(c.upstream.dropped)
+        repaired = c.now()
 
         # The server asked Alice again for every lost packet (again when a retransmission was
         # lost), she resent each, and the server forwarded them: every viewer has them all.
-        await wait_for(lambda: lost <= set(c.upstream.resent), 5, "every lost packet resent")
+        await wait_for(lambda: lost <= set(c.upstream.resent), WITHIN, "every lost packet resent")
         for viewer in c.viewers:
-            await wait_for(lambda v=viewer: not v.holes(), 5, "every packet at every viewer")
-        end = c.now()
+            await wait_for(lambda v=viewer: not v.holes(), WITHIN, "every packet at every viewer")
         assert lost <= set(c.upstream.nacked)
         assert len(c.upstream.resent_lost) >= 5
 
-        # Video froze no longer than the outage (give or take a second), and no keyframe was
-        # needed.
+        # Video goes on decoding past every hole, and no keyframe was needed for it: without
+        # the repair a viewer could not decode on until a new keyframe.
         for viewer in c.viewers:
-            assert viewer.longest_freeze(start, end) < OUTAGE + 1.0
-            assert viewer.frames_after(start) >= 30
+            await wait_for(viewer.decoding_since(repaired), WITHIN, "video after the loss")
+            assert not [at for at in viewer.keyframes if at > start]
         assert not [at for at in c.upstream.plis if at > start]
         assert c.stats().keyframe_requests == before.keyframe_requests
         assert decode_errors() == []
@@ -320,45 +349,52 @@ async def test_a_packet_whose_retransmission_was_lost_too_is_asked_for_again() -
             return seq in target and seq not in c.upstream.resent_lost
 
         c.upstream.lose = lose
-        await wait_for(lambda: bool(c.upstream.resent_lost), 5, "the retransmission lost")
-        await wait_for(lambda: target[0] in c.upstream.resent, 3, "the packet asked for again")
+        await wait_for(lambda: bool(c.upstream.resent_lost), WITHIN, "the retransmission lost")
+        await wait_for(lambda: target[0] in c.upstream.resent, WITHIN, "the packet asked for again")
         for viewer in c.viewers:
-            await wait_for(lambda v=viewer: not v.holes(), 2, "the packet at every viewer")
+            await wait_for(lambda v=viewer: not v.holes(), WITHIN, "the packet at every viewer")
 
 
 async def test_a_frame_lost_beyond_repair_is_replaced_by_a_keyframe_on_request() -> None:
     async with call() as c:
         before = c.stats()
         keyframes_before = c.camera.keyframes_sent
-        # For 300 ms Alice's video is lost on the way, and so is every retransmission of it.
+        # An outage of Alice's video on the way, and every retransmission of it lost too.
         gone: set[int] = set()
-        burst_end = c.now() + OUTAGE
 
         def lose(seq: int, retransmission: bool) -> bool:
-            if not retransmission and c.now() < burst_end:
+            if not retransmission and len(gone) < OUTAGE:
                 gone.add(seq)
             return seq in gone
 
+        start = c.now()
         c.upstream.lose = lose
-        await asyncio.sleep(OUTAGE)
+        await wait_for(lambda: len(gone) >= OUTAGE, WITHIN, "the outage")
         burst = c.now()
         # The server asked for each lost packet, in vain.
-        await wait_for(lambda: gone <= set(c.upstream.resent_lost), 5, "every packet lost again")
+        await wait_for(
+            lambda: gone <= set(c.upstream.resent_lost), WITHIN, "every packet lost again"
+        )
 
-        # The server gives the packets up after its last try (~1 s) and asks Alice for a
-        # keyframe itself, long before a viewer stuck on the hole would (an aiortc viewer only
-        # when its jitter buffer overflows, 512 packets on: ~5 s here); Alice makes a keyframe,
-        # and every viewer decodes again from it.
+        # The server gives the packets up after its last try and asks Alice for a keyframe
+        # itself, before any viewer stuck on the hole does (an aiortc viewer asks only when its
+        # jitter buffer overflows, hundreds of packets on); Alice makes a keyframe, and every
+        # viewer decodes again from it.
         def decoding_from_a_new_keyframe(viewer: SubscriberLeg) -> bool:
             keyframes = [at for at in viewer.keyframes if at > burst]
             return bool(keyframes) and viewer.frames_after(keyframes[0]) >= 10
 
         for viewer in c.viewers:
             await wait_for(
-                lambda v=viewer: decoding_from_a_new_keyframe(v), 20, "video from a new keyframe"
+                lambda v=viewer: decoding_from_a_new_keyframe(v),
+                WITHIN,
+                "video from a new keyframe",
             )
-        asked = [at for at in c.upstream.plis if at > burst]
-        assert asked and asked[0] - burst < 3.0, f"keyframe asked for {asked[:1]} after {burst}"
+        asked = [at for at in c.server_plis if at > start]
+        assert asked, "the server asked Alice for a keyframe"
+        viewers_asked = [at for viewer in c.viewers for at in viewer.plis if at > start]
+        assert all(asked[0] < at for at in viewers_asked), (asked, viewers_asked)
+        assert [at for at in c.upstream.plis if at > start], "and the PLI reached her"
         assert c.camera.keyframes_sent > keyframes_before
         after = c.stats()
         assert after.keyframe_requests > before.keyframe_requests
@@ -379,14 +415,14 @@ async def test_packets_lost_on_the_way_to_one_viewer_are_resent_by_the_server(
         # One viewer loses 10% of the video on its way to it (first transmissions only).
         chance = random.Random(10)
         lossy.lose = lambda seq: seq not in lossy.dropped and chance.random() < 0.1
-        await wait_for(lambda: len(lossy.dropped) >= 30, 20, "30 lost packets")
+        await wait_for(lambda: len(lossy.dropped) >= 30, WITHIN, "30 lost packets")
         lossy.lose = None
+        repaired = c.now()
 
         # The viewer asked the server for each, and the server resent them from its own history.
         lost = set(lossy.dropped)
-        await wait_for(lambda: lost <= set(lossy.resent), 5, "every lost packet resent")
-        await wait_for(lambda: not lossy.holes(), 5, "every packet at the lossy viewer")
-        end = c.now()
+        await wait_for(lambda: lost <= set(lossy.resent), WITHIN, "every lost packet resent")
+        await wait_for(lambda: not lossy.holes(), WITHIN, "every packet at the lossy viewer")
         after = c.stats()
         assert after.retransmits - before.retransmits >= len(lost)
         assert after.nacks_received - before.nacks_received >= len(lost)
@@ -395,10 +431,11 @@ async def test_packets_lost_on_the_way_to_one_viewer_are_resent_by_the_server(
         # for real now and then, hence no exact count).
         assert len(c.upstream.nacked) - nacked_before < len(lost) // 2
 
-        # Video never froze, for either viewer, and no keyframe was needed.
+        # Video goes on decoding for both viewers, the lossy one past every hole, and no
+        # keyframe was needed for it.
         for viewer in (lossy, other):
-            assert viewer.longest_freeze(start, end) < 1.0
-            assert viewer.frames_after(start) >= 30
+            await wait_for(viewer.decoding_since(repaired), WITHIN, "video after the loss")
+            assert not [at for at in viewer.keyframes if at > start]
         assert not [at for at in c.upstream.plis if at > start]
         assert after.keyframe_requests == before.keyframe_requests
         assert decode_errors() == []

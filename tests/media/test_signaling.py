@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,9 +18,13 @@ import pytest
 from media import tokens
 from media.contrib.client import HuddleClient, JoinError, ReceivedMedia
 from media.events import ParticipantJoined, ParticipantLeft
+from media.signaling import RATE_LIMIT_PER_SECOND, RateLimiter
 from tests.media.media_app import SECRET, MediaApp, media_app
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
+
+#: Seconds any awaited outcome may take: generous, so that a loaded machine is slow, not red.
+WITHIN = 15.0
 
 
 def person(app: MediaApp, name: str) -> HuddleClient:
@@ -47,7 +52,9 @@ def _snapshot(counters: ReceivedMedia) -> tuple[int, int]:
     return counters.frames_decoded, counters.audio_packets
 
 
-async def keeps_receiving(client: HuddleClient, sender: HuddleClient, within: float = 5.0) -> None:
+async def keeps_receiving(
+    client: HuddleClient, sender: HuddleClient, within: float = WITHIN
+) -> None:
     """``client`` decodes new video frames and gets new audio from ``sender``."""
     assert sender.you is not None
     counters = client.received_from(sender.you["id"])
@@ -58,11 +65,28 @@ async def keeps_receiving(client: HuddleClient, sender: HuddleClient, within: fl
     )
 
 
+def answered(client: HuddleClient, mark: int) -> bool:
+    return len(client.messages) > mark
+
+
+async def ping_until_answered(client: HuddleClient, within: float = WITHIN) -> None:
+    """Ping until a pong comes back (a refused ping is answered with ``rate_limited``)."""
+    deadline = time.monotonic() + within
+    while True:
+        mark = len(client.messages)
+        await client.send({"type": "ping"})
+        await client.wait_for(partial(answered, client, mark), within=within)
+        if any(m["type"] == "pong" for m in client.messages[mark:]):
+            return
+        assert time.monotonic() < deadline, "pings are still refused"
+        await asyncio.sleep(0.1)
+
+
 async def all_keep_receiving(clients: list[HuddleClient]) -> None:
     await asyncio.gather(*(keeps_receiving(a, b) for a in clients for b in clients if a is not b))
 
 
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], within: float = WITHIN) -> None:
     deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -87,7 +111,7 @@ async def test_two_people_see_and_hear_each_other_and_the_listener_hears_of_it()
         ]
 
         await bob.leave()
-        left = await alice.expect("participant-left")
+        left = await alice.expect("participant-left", within=WITHIN)
         assert left["id"] == bob.you["id"]
         await until(lambda: len(app.events) == 3)
         assert isinstance(app.events[2], ParticipantLeft)
@@ -99,7 +123,7 @@ async def test_a_dropped_socket_counts_as_leaving() -> None:
     async with media_app() as app, people(app, "Alice", "Bob") as (alice, bob):
         assert bob.you is not None
         await bob.close()  # no `leave`: the tab crashed
-        assert (await alice.expect("participant-left"))["id"] == bob.you["id"]
+        assert (await alice.expect("participant-left", within=WITHIN))["id"] == bob.you["id"]
         await until(lambda: any(isinstance(e, ParticipantLeft) for e in app.events))
         assert app.server.stats().participants == 1
 
@@ -114,20 +138,20 @@ async def test_a_leaver_frees_transceivers_that_the_next_joiner_reuses_without_o
         offers = sum(m["type"] == "offer" for m in alice.messages)
 
         await carol.leave()
-        await alice.expect("streams", where=lambda m: len(m["streams"]) == 2)
+        await alice.expect("streams", where=lambda m: len(m["streams"]) == 2, within=WITHIN)
         assert not carol_mids & set(alice.streams)
 
         async with person(app, "Dave") as dave:
-            started = time.monotonic()
             await dave.join()
-            await alice.expect("streams", where=lambda m: len(m["streams"]) == 4)
+            await alice.expect("streams", where=lambda m: len(m["streams"]) == 4, within=WITHIN)
             assert dave.you is not None
             assert {m for m, s in alice.streams.items() if s["participant"] == dave.you["id"]} == (
                 carol_mids
             )
+            # Dave's video reaches Alice in Carol's old slots, with no new offer to her (how
+            # fast is bench/join.py's business).
             counters = alice.received_from(dave.you["id"])
-            await alice.wait_for(lambda: counters.frames_decoded > 0, within=3)
-            assert time.monotonic() - started < 1.0, "Alice waited too long for Dave's video"
+            await alice.wait_for(lambda: counters.frames_decoded > 0, within=WITHIN)
             assert sum(m["type"] == "offer" for m in alice.messages) == offers
             await all_keep_receiving([alice, bob, dave])
 
@@ -152,7 +176,7 @@ async def test_ending_a_huddle_tells_everyone_and_refuses_new_joins() -> None:
     async with media_app() as app, people(app, "Alice", "Bob") as (alice, bob):
         await app.server.end_huddle("h1", "the host ended it")
         for client in (alice, bob):
-            assert (await client.expect("ended"))["reason"] == "the host ended it"
+            assert (await client.expect("ended", within=WITHIN))["reason"] == "the host ended it"
             await until(client.disconnected)
         await until(lambda: sum(isinstance(e, ParticipantLeft) for e in app.events) == 2)
         assert app.server.stats().huddles == 0
@@ -167,7 +191,7 @@ async def test_ending_a_huddle_tells_everyone_and_refuses_new_joins() -> None:
 async def test_shutting_down_says_so_to_everyone() -> None:
     async with media_app() as app, people(app, "Alice") as (alice,):
         await app.server.close()
-        assert (await alice.expect("ended"))["reason"] == "server shutting down"
+        assert (await alice.expect("ended", within=WITHIN))["reason"] == "server shutting down"
 
 
 # -- refused links ---------------------------------------------------------------------------------
@@ -293,13 +317,13 @@ async def _refused(mallory: HuddleClient, frame: Any, code: str, words: str) -> 
         await mallory.send_raw(frame)
     else:
         await mallory.send(frame)
-    error = await mallory.expect("error", after=mark)
+    error = await mallory.expect("error", after=mark, within=WITHIN)
     assert (error["code"], error.get("fatal", False)) == (code, False), error
     assert words in error["message"], error
     # The connection is still there and still answers.
     mark = len(mallory.messages)
     await mallory.send({"type": "ping"})
-    await mallory.expect("pong", after=mark)
+    await mallory.expect("pong", after=mark, within=WITHIN)
 
 
 async def test_bad_messages_get_clear_errors_and_nobody_else_notices() -> None:
@@ -312,7 +336,7 @@ async def test_bad_messages_get_clear_errors_and_nobody_else_notices() -> None:
             assert [name for _, name in app.server.participants("h1")] == ["Alice", "Bob"]
 
             await mallory.send({"type": "join", "name": GOOD_NAME})
-            await mallory.expect("welcome")
+            await mallory.expect("welcome", within=WITHIN)
             for _what, frame, code, words in BAD_AFTER_JOIN:
                 await _refused(mallory, frame, code, words)
                 await all_keep_receiving([alice, bob])
@@ -336,30 +360,41 @@ async def test_a_flood_is_rate_limited_and_the_connection_survives() -> None:
             mark = len(flooder.messages)
             for _ in range(200):
                 await flooder.send({"type": "ping"})
-            await flooder.wait_for(lambda: len(flooder.messages) - mark >= 200)
+            await flooder.wait_for(lambda: len(flooder.messages) - mark >= 200, within=WITHIN)
+            # Every message is answered once: a pong, or the refusal. How many fit in a second
+            # is the limiter's (test_the_rate_limit_counts_messages_per_one_second_window);
+            # here the flood only has to hit it, however slowly this machine sends.
             replies = flooder.messages[mark:]
             limited = [m for m in replies if m["type"] == "error"]
+            pongs = [m for m in replies if m["type"] == "pong"]
+            assert limited and pongs
             assert {m["code"] for m in limited} == {"rate_limited"}
             assert "at most 50 per second" in limited[0]["message"]
-            pongs = [m for m in replies if m["type"] == "pong"]
-            # 50 per one-second window (join, offer and answer count too); the flood may
-            # straddle two windows.
-            assert len(limited) >= 50 and 0 < len(pongs) <= 100
             assert len(limited) + len(pongs) == 200
             await all_keep_receiving([alice, bob, flooder])
 
-            await asyncio.sleep(1.0)
-            mark = len(flooder.messages)
-            await flooder.send({"type": "ping"})
-            await flooder.expect("pong", after=mark)
+            # Once the window has passed, pings are answered again.
+            await ping_until_answered(flooder)
             assert not alice.errors() and not bob.errors()
+
+
+def test_the_rate_limit_counts_messages_per_one_second_window() -> None:
+    now = [100.0]
+    limiter = RateLimiter(RATE_LIMIT_PER_SECOND, clock=lambda: now[0])
+    assert [limiter.allow() for _ in range(60)] == [True] * 50 + [False] * 10
+    now[0] += 0.999
+    assert not limiter.allow(), "still the same window"
+    now[0] += 0.001
+    assert [limiter.allow() for _ in range(51)] == [True] * 50 + [False]
+    now[0] += 5.0
+    assert limiter.allow()
 
 
 async def test_state_changes_reach_the_others() -> None:
     async with media_app() as app, people(app, "Alice", "Bob") as (alice, bob):
         assert alice.you is not None
         await alice.send({"type": "state", "audio": False, "video": True})
-        update = await bob.expect("participant-updated")
+        update = await bob.expect("participant-updated", within=WITHIN)
         assert update["participant"] == {**alice.you, "audio": False, "video": True}
         assert bob.participants[alice.you["id"]]["audio"] is False
         assert not [m for m in alice.messages if m["type"] == "participant-updated"]

@@ -267,7 +267,7 @@ async def test_wire_keeps_order_when_the_socket_is_momentarily_full() -> None:
         assert transport.get_write_buffer_size() > 0
         session = srtp_session(Policy.SSRC_ANY_INBOUND)
         got: list[bytes] = []
-        deadline = loop.time() + 5
+        deadline = loop.time() + 15
         while len(got) < len(packets) and loop.time() < deadline:
             try:
                 got.append(session.unprotect(receiver.recv(2048)))
