@@ -4,12 +4,12 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint services chromium bench clean
+.PHONY: run test lint services test-debs chromium bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/huddle serve
 
-test: $(VENV)/.installed chromium
+test: $(VENV)/.installed test-debs
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
@@ -29,10 +29,24 @@ $(VENV)/.installed: pyproject.toml media/_fanout.c
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+# Debian packages the tests run: Chromium (browser tests; Playwright's own browser download is not
+# used), Caddy and nginx (in front of huddle, from manifests/), certutil from libnss3-tools (a
+# browser that trusts a test CA), systemd-analyze from systemd (manifests/huddle.service), coturn
+# (the TURN server of tests/net), nftables and iproute2 (the namespaces, NAT and drops of tests/net).
+# Append to the list; only the missing ones are installed.
+TEST_DEBS := chromium caddy nginx-light libnss3-tools systemd coturn nftables iproute2
+
+test-debs:
+	@missing=$$(for deb in $(TEST_DEBS); do \
+		dpkg-query -W -f='$${Status}\n' $$deb 2>/dev/null | grep -q '^install ok installed$$' \
+			|| echo $$deb; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+chromium: test-debs
 
 # The store tests also run against PostgreSQL (and later features against Redis) on 127.0.0.1.
 # This starts Debian's packaged servers if they are installed but down.

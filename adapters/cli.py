@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import web, web_log
 
+from adapters import tls as server_tls
 from adapters.server import build
 from bot import logs
-from bot.config import Settings, media_workers
+from bot.config import Settings, media_workers, tls_mode
 
 log = logging.getLogger("huddle.cli")
 
@@ -32,15 +35,78 @@ def _parser() -> argparse.ArgumentParser:
         help="run media in N worker processes, 'auto' for one per core "
         "(HUDDLE_MEDIA_WORKERS, default 0: in this process)",
     )
+    serve.add_argument(
+        "--tls",
+        metavar="self-signed",
+        help="HTTPS with a local CA and certificate made into the data dir (HUDDLE_TLS)",
+    )
+    serve.add_argument(
+        "--tls-cert", type=Path, help="HTTPS with this PEM certificate chain (HUDDLE_TLS_CERT)"
+    )
+    serve.add_argument("--tls-key", type=Path, help="and this PEM private key (HUDDLE_TLS_KEY)")
     return parser
 
 
+def _say(text: str) -> None:
+    # Start-up advice for whoever runs `huddle serve` in a terminal, beside the JSON log lines.
+    print(text, file=sys.stderr, flush=True)
+
+
+def _start_tls(settings: Settings) -> server_tls.ServerTLS | None:
+    """Load (or make) the certificate and say what a person needs to know about it."""
+    tls = server_tls.server_certificate(settings)
+    if tls is not None and tls.local_ca is not None:
+        ca = tls.local_ca.ca_certificate()
+        log.info(
+            "tls self-signed ca=%s sha256=%s", tls.local_ca.ca_cert, server_tls.fingerprint(ca)
+        )
+        _say(
+            server_tls.trust_instructions(
+                tls.local_ca.ca_cert, server_tls.fingerprint(ca), settings.public_url
+            )
+        )
+    warning = server_tls.plain_http_warning(settings, tls)
+    if warning:
+        log.warning(warning)
+        _say(warning)
+    host = urlsplit(settings.public_url).hostname or ""
+    if host in ("0.0.0.0", "::") and not settings.links_follow_proxy:
+        advice = (
+            f"links would point at {host}, which no browser can open: set "
+            f"HUDDLE_PUBLIC_URL to this machine's address "
+            f"({urlsplit(settings.public_url).scheme}://192.0.2.10:{settings.port})"
+        )
+        log.warning(advice)
+        _say(f"huddle: {advice}")
+    if settings.links_follow_proxy:
+        log.info(
+            "links follow the reverse proxy's X-Forwarded-Proto/-Host until HUDDLE_PUBLIC_URL "
+            "is set (set it: links made before the first request, for Slack or reminders, "
+            "use url=%s)",
+            settings.public_url,
+        )
+    return tls
+
+
 async def serve(settings: Settings) -> None:
-    """Run until cancelled (Ctrl-C or SIGTERM)."""
+    """Run until cancelled (Ctrl-C or SIGTERM); SIGHUP re-reads the TLS certificate."""
+    settings.resolve()
+    # Before anything opens: a certificate that cannot be served stops the start with a reason.
+    tls = _start_tls(settings)
     parts = await build(settings)
-    runner = web.AppRunner(parts.app, access_log=logging.getLogger("huddle.http"))
+    if tls is not None and tls.local_ca is not None:
+        server_tls.add_ca_route(parts.app, tls.local_ca.ca_cert)
+    access = web_log.AccessLogger.LOG_FORMAT
+    if settings.trust_proxy:
+        # The connection comes from the proxy; who it came for is what an operator looks for.
+        access = "%{X-Forwarded-For}i via " + access
+    runner = web.AppRunner(
+        parts.app, access_log=logging.getLogger("huddle.http"), access_log_format=access
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, ssl_context=tls.certificate.context if tls else None
+    )
     await site.start()
     log.info("serving url=%s database=%s", settings.public_url, parts.store.dialect)
     stop = asyncio.Event()
@@ -48,6 +114,11 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         # A clean stop tells everyone in a call ("server shutting down") and closes the database.
         loop.add_signal_handler(signum, stop.set)
+    # systemd's ExecReload sends SIGHUP: new connections get the certificate files as they are now.
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        tls.certificate.reload if tls else lambda: log.info("SIGHUP: no TLS certificate to reload"),
+    )
     try:
         await stop.wait()
         log.info("shutting down")
@@ -70,8 +141,22 @@ def main(argv: list[str] | None = None) -> None:
             settings.media_workers = media_workers(args.media_workers, "--media-workers")
         except ValueError as exc:
             _parser().error(str(exc))
+    if args.tls is not None:
+        try:
+            settings.tls_mode = tls_mode(args.tls, "--tls")
+        except ValueError as exc:
+            _parser().error(str(exc))
+    if args.tls_cert:
+        settings.tls_cert = args.tls_cert
+    if args.tls_key:
+        settings.tls_key = args.tls_key
     logs.setup(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except server_tls.TLSError as exc:
+        log.error("tls cannot start: %s", exc)
+        _say(f"huddle serve: {exc}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from adapters.proxy import proxy_middleware
 from adapters.web import WebChat
 from bot.commands import Commands
 from bot.config import Settings
@@ -20,11 +21,14 @@ from bot.huddles import HuddleService
 from bot.links import Links
 from bot.meetings import MeetingService
 from bot.minutes import Minutes
+from bot.public_url import LinkBase
 from bot.scheduler import MeetingScheduler
 from bot.store import Store
 from bot.types import Clock, utc_now
 from media.events import HuddleAccess
+from media.network import MediaNetwork
 from media.server import MediaServer
+from media.turn import IceServers
 from media.workers import MediaWorkers
 
 log = logging.getLogger("huddle.server")
@@ -99,6 +103,8 @@ async def build(settings: Settings, clock: Clock | None = None) -> Huddle:
         # The media core asks the core through this; the core is built after the media server.
         return await holder["huddles"].gate(huddle_id)
 
+    network = MediaNetwork(public_ips=settings.public_ips, udp_ports=settings.udp_ports)
+    turn = IceServers(turn_urls=settings.turn_urls, turn_secret=settings.turn_secret)
     media: MediaServer | MediaWorkers
     if settings.media_workers:
         # Media on several cores: huddles hashed over worker processes, one public port still.
@@ -108,14 +114,25 @@ async def build(settings: Settings, clock: Clock | None = None) -> Huddle:
             gate=gate,
             workers=settings.media_workers,
             clock=clock,
+            ice_servers=list(settings.ice_servers),
+            turn=turn,
+            network=network,
         )
     else:
         media = MediaServer(
-            secret=settings.secret, public_url=settings.public_url, gate=gate, clock=clock
+            secret=settings.secret,
+            public_url=settings.public_url,
+            gate=gate,
+            clock=clock,
+            ice_servers=list(settings.ice_servers),
+            turn=turn,
+            network=network,
         )
-    huddles = HuddleService(store, media, publisher, settings, clock=clock)
+    # Links follow a trusted proxy's origin when no public URL is configured (adapters/proxy.py).
+    link_base = LinkBase(settings.public_url, follows_proxy=settings.links_follow_proxy)
+    huddles = HuddleService(store, media, publisher, settings, clock=clock, link_base=link_base)
     holder["huddles"] = huddles
-    links = Links(settings.secret, settings.public_url, store, clock=clock)
+    links = Links(settings.secret, settings.public_url, store, clock=clock, link_base=link_base)
     meetings = MeetingService(
         store,
         publisher,
@@ -138,7 +155,9 @@ async def build(settings: Settings, clock: Clock | None = None) -> Huddle:
         publisher.register(platform)
     health = Health(store, media, platforms=sorted(publisher.platforms), scheduler=scheduler)
 
-    app = web.Application(middlewares=[_errors(health)], client_max_size=1024 * 1024)
+    # X-Forwarded-* only from a trusted proxy, applied first so everything after sees them.
+    proxied = [proxy_middleware(link_base)] if settings.trust_proxy else []
+    app = web.Application(middlewares=[*proxied, _errors(health)], client_max_size=1024 * 1024)
     health.add_routes(app)
     media.add_routes(app)
     web_chat.add_routes(app)

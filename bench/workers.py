@@ -173,14 +173,7 @@ async def run_clients(join_urls: list[str], subscribers: int, frames_path: Path)
     _progress(f"receiving after {time.monotonic() - started:.1f} s")
     _say({"event": "receiving", "setup_s": round(time.monotonic() - started, 1)})
 
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[str] = asyncio.Queue()
-    threading.Thread(
-        target=lambda: [
-            loop.call_soon_threadsafe(commands.put_nowait, line.strip()) for line in sys.stdin
-        ],
-        daemon=True,
-    ).start()
+    commands = stdin_commands()
 
     def counters() -> tuple[float, float, list[int], list[int], int]:
         times = os.times()
@@ -212,6 +205,19 @@ async def run_clients(join_urls: list[str], subscribers: int, frames_path: Path)
     )
     # Tearing down hundreds of peer connections would only add time to the run.
     os._exit(0)
+
+
+def stdin_commands() -> asyncio.Queue[str]:
+    """The lines the driver writes to this process's stdin (``start``, ``stop``), as they come."""
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+    threading.Thread(
+        target=lambda: [
+            loop.call_soon_threadsafe(commands.put_nowait, line.strip()) for line in sys.stdin
+        ],
+        daemon=True,
+    ).start()
+    return commands
 
 
 def _say(line: dict[str, Any]) -> None:

@@ -8,6 +8,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from media.network import PortRange, parse_public_ips
+from media.turn import parse_urls
+
 
 def _float_env(name: str, default: float) -> float:
     raw = os.environ.get(name)
@@ -25,6 +28,33 @@ def _ids_env(name: str) -> tuple[int, ...]:
         return tuple(int(part) for part in raw.replace(",", " ").split())
     except ValueError as exc:
         raise ValueError(f"{name} must be numeric ids separated by commas, got {raw!r}") from exc
+
+
+def _port_range_env(name: str) -> PortRange | None:
+    raw = os.environ.get(name, "").strip()
+    return PortRange.parse(raw, name) if raw else None
+
+
+def _bool_env(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _path_env(name: str) -> Path | None:
+    raw = os.environ.get(name, "").strip()
+    return Path(raw) if raw else None
+
+
+def tls_mode(raw: str, name: str = "HUDDLE_TLS") -> str:
+    """``"self-signed"``: HTTPS with a local CA; ``""``: certificate files if given, else HTTP."""
+    text = raw.strip().lower()
+    if text not in ("", "self-signed"):
+        raise ValueError(f"{name} must be 'self-signed' or empty, got {raw!r}")
+    return text
 
 
 def media_workers(raw: str, name: str = "HUDDLE_MEDIA_WORKERS") -> int:
@@ -67,6 +97,26 @@ class Settings:
     node: str = ""
     #: Media worker processes (0: media runs in this process); a huddle lives on one worker.
     media_workers: int = 0
+    # Media through NAT and firewalls (media/network.py, media/turn.py).
+    #: Addresses that reach this machine's media sockets from outside (1:1 NAT), advertised.
+    public_ips: tuple[str, ...] = ()
+    #: Every media socket binds in this range (a firewall opens one range); None: any port.
+    udp_ports: PortRange | None = None
+    #: STUN URLs for browsers and for the server itself (``HUDDLE_ICE_SERVERS``).
+    ice_servers: tuple[str, ...] = ()
+    #: TURN URLs for browsers (``turn:``/``turns:``), with coturn's ``static-auth-secret``.
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: bytes = field(default=b"", repr=False)
+    # HTTPS and reverse proxies (adapters/tls.py, adapters/proxy.py).
+    #: PEM certificate chain and unencrypted key: HTTPS with them, re-read on SIGHUP.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: ``"self-signed"``: a local CA and a server certificate made into ``{data dir}/tls``.
+    tls_mode: str = ""
+    #: Honour X-Forwarded-Proto/-Host/-For: only behind a reverse proxy that sets them.
+    trust_proxy: bool = False
+    #: Set by :meth:`resolve`: no public URL was configured and a trusted proxy may report it.
+    links_follow_proxy: bool = field(default=False, init=False)
     # Slack (adapters/slack): Socket Mode with an app token, else HTTP mode with a signing secret.
     slack_bot_token: str = field(default="", repr=False)
     slack_app_token: str = field(default="", repr=False)
@@ -94,6 +144,10 @@ class Settings:
             log_level=os.environ.get("HUDDLE_LOG_LEVEL", "INFO").upper(),
             node=os.environ.get("HUDDLE_NODE", ""),
             media_workers=media_workers(os.environ.get("HUDDLE_MEDIA_WORKERS", "")),
+            tls_cert=_path_env("HUDDLE_TLS_CERT"),
+            tls_key=_path_env("HUDDLE_TLS_KEY"),
+            tls_mode=tls_mode(os.environ.get("HUDDLE_TLS", "")),
+            trust_proxy=_bool_env("HUDDLE_TRUST_PROXY"),
             slack_bot_token=os.environ.get("SLACK_BOT_TOKEN", ""),
             slack_app_token=os.environ.get("SLACK_APP_TOKEN", ""),
             slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
@@ -102,6 +156,15 @@ class Settings:
             discord_api_url=os.environ.get("DISCORD_API_URL", ""),
             discord_gateway_url=os.environ.get("DISCORD_GATEWAY_URL", ""),
             discord_guild_ids=_ids_env("DISCORD_GUILD_IDS"),
+            public_ips=parse_public_ips(os.environ.get("HUDDLE_PUBLIC_IP", "")),
+            udp_ports=_port_range_env("HUDDLE_UDP_PORTS"),
+            ice_servers=parse_urls(
+                os.environ.get("HUDDLE_ICE_SERVERS", ""), ("stun", "stuns"), "HUDDLE_ICE_SERVERS"
+            ),
+            turn_urls=parse_urls(
+                os.environ.get("HUDDLE_TURN_URLS", ""), ("turn", "turns"), "HUDDLE_TURN_URLS"
+            ),
+            turn_secret=os.environ.get("HUDDLE_TURN_SECRET", "").encode(),
         )
         return settings
 
@@ -111,13 +174,20 @@ class Settings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'huddle.db').resolve()}"
         if not self.public_url:
-            self.public_url = f"http://{self.host}:{self.port}"
+            self.links_follow_proxy = self.trust_proxy
+            scheme = "https" if self.tls_enabled else "http"
+            self.public_url = f"{scheme}://{self.host}:{self.port}"
         if not self.node:
             self.node = f"{socket.gethostname()}:{self.port}"
         self.public_url = self.public_url.rstrip("/")
         if not self.secret:
             self.secret = self._stored_secret()
         return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when `huddle serve` itself speaks HTTPS (certificate files or self-signed)."""
+        return bool(self.tls_mode or self.tls_cert or self.tls_key)
 
     def _stored_secret(self) -> bytes:
         # Kept on disk so join links stay valid across restarts without any setup.

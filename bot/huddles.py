@@ -15,6 +15,7 @@ from typing import Protocol
 from bot.cards import huddle_card
 from bot.config import Settings
 from bot.delivery import Publisher
+from bot.public_url import LinkBase
 from bot.records import Attendance, Huddle
 from bot.store import Store
 from bot.types import ChannelRef, Clock, Delivered, HuddleSnapshot, Post, User, utc_now
@@ -59,12 +60,15 @@ class HuddleService:
         publisher: Publisher,
         settings: Settings,
         clock: Clock = utc_now,
+        link_base: LinkBase | None = None,
     ) -> None:
         self.store = store
         self.media = media
         self.publisher = publisher
         self.settings = settings
         self.clock = clock
+        #: Where Join links point now (None: where the media server makes them).
+        self.link_base = link_base
         self._end_timers: dict[str, asyncio.TimerHandle] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
@@ -202,7 +206,8 @@ class HuddleService:
     def join_url(self, huddle_id: str) -> str:
         """A fresh signed link to the huddle's page."""
         expires = self.clock().timestamp() + self.settings.link_ttl
-        return self.media.join_url(huddle_id, expires)
+        url = self.media.join_url(huddle_id, expires)
+        return self.link_base.rebase(url) if self.link_base else url
 
     async def gate(self, huddle_id: str) -> HuddleAccess | None:
         """Asked by the media core before letting anyone in."""

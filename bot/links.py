@@ -17,6 +17,7 @@ from aiohttp import web
 from bot.calendar import calendar
 from bot.huddles import HuddleService
 from bot.meetings import MeetingService
+from bot.public_url import LinkBase
 from bot.store import Store
 from bot.types import ChannelRef, Clock, utc_now
 
@@ -30,9 +31,12 @@ class Links:
         public_url: str,
         store: Store,
         clock: Clock = utc_now,
+        link_base: LinkBase | None = None,
     ) -> None:
         self.secret = secret
         self.public_url = public_url
+        #: Where links point now, when that may change (a trusted proxy's origin).
+        self.link_base = link_base
         self.store = store
         self.clock = clock
         self.huddles: HuddleService | None = None
@@ -45,19 +49,24 @@ class Links:
     def _valid(self, subject: str, signature: str) -> bool:
         return hmac.compare_digest(self._sign(subject), signature)
 
+    @property
+    def base(self) -> str:
+        """The base links are made on now."""
+        return self.link_base.current if self.link_base else self.public_url
+
     def meeting_url(self, meeting_id: str) -> str:
         """The meeting's own page: it opens the call once it has started."""
-        return f"{self.public_url}/m/{meeting_id}?s={self._sign('meeting:' + meeting_id)}"
+        return f"{self.base}/m/{meeting_id}?s={self._sign('meeting:' + meeting_id)}"
 
     def calendar_url(self, meeting_id: str) -> str:
         """The meeting's .ics file."""
-        return f"{self.public_url}/m/{meeting_id}.ics?s={self._sign('meeting:' + meeting_id)}"
+        return f"{self.base}/m/{meeting_id}.ics?s={self._sign('meeting:' + meeting_id)}"
 
     def feed_url(self, channel: ChannelRef) -> str:
         """The channel's iCalendar feed, for calendar subscriptions."""
         subject = f"feed:{channel.platform}:{channel.channel_id}"
         return (
-            f"{self.public_url}/calendar/{quote(channel.platform)}/"
+            f"{self.base}/calendar/{quote(channel.platform)}/"
             f"{quote(channel.channel_id, safe='')}.ics?s={self._sign(subject)}"
         )
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from dataclasses import field as default
 from datetime import datetime
 from typing import Any
 
 from media.events import HuddleAccess, MediaEvent, NotesChanged, ParticipantJoined, ParticipantLeft
+from media.network import MediaNetwork, PortRange
 from media.server import MediaStats
 
 #: Header on relayed signaling sockets naming the browser's address (for the worker's logs: it
@@ -57,6 +59,14 @@ class WorkerConfig:
     #: Seconds the product's clock is ahead of the system's (tests run the product at fixed
     #: instants): join links expire and events happen by the same clock in every process.
     clock_offset: float = 0.0
+    #: What the worker's ICE sockets advertise and where they bind (media.network).
+    public_ips: list[str] = default(default_factory=list)
+    udp_ports: list[int] | None = None
+
+    def network(self) -> MediaNetwork:
+        """The worker's :class:`media.network.MediaNetwork`."""
+        ports = PortRange(*self.udp_ports) if self.udp_ports else None
+        return MediaNetwork(public_ips=tuple(self.public_ips), udp_ports=ports)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object of the first line."""
@@ -85,6 +95,16 @@ class WorkerConfig:
             and isinstance(config.log_level, int)
             and isinstance(config.stats_interval, int | float)
             and isinstance(config.clock_offset, int | float)
+            and isinstance(config.public_ips, list)
+            and all(isinstance(ip, str) for ip in config.public_ips)
+            and (
+                config.udp_ports is None
+                or (
+                    isinstance(config.udp_ports, list)
+                    and len(config.udp_ports) == 2
+                    and all(isinstance(port, int) for port in config.udp_ports)
+                )
+            )
         ):
             raise ControlError("bad worker config: a field has the wrong type")
         return config

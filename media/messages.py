@@ -31,6 +31,8 @@ ErrorCode = Literal[
     "bad_sdp",
     "rate_limited",
     "huddle_full",
+    "no_media_port",
+    "media_unreachable",
 ]
 
 MediaKind = Literal["audio", "video"]

@@ -42,6 +42,7 @@ from media.forwarding import (
 )
 from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
 from media.messages import ErrorCode, MediaKind, ParticipantInfo, ServerMessage, StreamInfo
+from media.network import MediaNetwork, PortsExhausted
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,13 @@ def use_extension_ids(sdp: str, ids: dict[str, int]) -> str:
     return "\r\n".join(lines)
 
 
+#: What someone whose audio and video found no way to the server is told.
+MEDIA_UNREACHABLE = (
+    "Audio and video could not get through between your network and the huddle server "
+    "(a firewall may block it). Try another network, or ask whoever runs huddle to set up TURN."
+)
+
+
 class Room:
     """The live side of one huddle: its participants and their forwarding."""
 
@@ -193,6 +201,7 @@ class Room:
         *,
         stats: ForwardingStats,
         ice_servers: list[str],
+        network: MediaNetwork | None = None,
         emit: Callable[[MediaEvent], None],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_empty: Callable[[Room], None],
@@ -205,6 +214,7 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self._stats = stats
         self._ice_servers = ice_servers
+        self._network = network or MediaNetwork()
         self._emit = emit
         #: When events happen: the product's clock (tests set it to fixed instants).
         self._clock = clock
@@ -346,7 +356,17 @@ class Room:
                     participant.published[kind] = tap_publisher(
                         transceiver.receiver, kind=kind, stats=self._stats
                     )
-            await pc.setLocalDescription(await pc.createAnswer())
+            try:
+                await pc.setLocalDescription(await pc.createAnswer())
+            except PortsExhausted as exc:
+                participant.pc = None
+                self._spawn(pc.close())
+                raise ProtocolError(
+                    "no_media_port",
+                    "The server has no free media port for you right now. Try again in a "
+                    "minute, or tell whoever runs it.",
+                    fatal=True,
+                ) from exc
             skip_stun_parsing_for_media(pc)
             if participant.left:
                 return
@@ -449,6 +469,7 @@ class Room:
                 bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
             )
         )
+        self._network.apply(pc)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -458,6 +479,16 @@ class Room:
             )
             # `participant.pc is pc`: a connection dropped after a refused offer is no reason to go.
             if state in ("failed", "closed") and participant.pc is pc and not participant.left:
+                if state == "failed":
+                    # ICE found no path (or lost it): say so, rather than just hanging up.
+                    participant.connection.send(
+                        {
+                            "type": "error",
+                            "code": "media_unreachable",
+                            "message": MEDIA_UNREACHABLE,
+                            "fatal": True,
+                        }
+                    )
                 participant.connection.close()
                 self._spawn(self.remove(participant, f"connection {state}"))
 

@@ -24,8 +24,10 @@ from aiohttp import web
 from media import tokens
 from media.events import HuddleAccess, HuddleGate, MediaListener, Subscribers
 from media.forwarding import ForwardingStats
+from media.network import MediaNetwork
 from media.rooms import Room
 from media.signaling import HARD_FRAME_LIMIT, SignalingCounters, SignalingSession
+from media.turn import IceServers
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,14 @@ HEARTBEAT_SECONDS = 15.0
 
 #: Seconds to wait for the client's half of a closing handshake (shutdown waits for it).
 CLOSE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A request let in: the huddle as the gate sees it, and what its join link says."""
+
+    access: HuddleAccess
+    claims: tokens.JoinClaims
 
 
 def _utc_now() -> datetime:
@@ -105,13 +115,23 @@ class MediaFront:
         gate: HuddleGate,
         ice_servers: list[str] | None,
         clock: Callable[[], datetime] | None = None,
+        turn: IceServers | None = None,
+        network: MediaNetwork | None = None,
     ) -> None:
         #: The product's clock: join links expire and events happen by it.
         self._clock = clock or _utc_now
         self._secret = secret
         self._public_url = public_url.rstrip("/")
         self._gate = gate
+        #: STUN URLs: the server's own connections use them, and browsers get them.
         self._ice_servers = list(ice_servers or [])
+        #: What browsers get: those STUN URLs, and TURN with credentials made per join page.
+        self._client_ice = IceServers(
+            stun_urls=tuple(self._ice_servers),
+            turn_urls=turn.turn_urls if turn else (),
+            turn_secret=turn.turn_secret if turn else b"",
+        )
+        self._network = network or MediaNetwork()
         #: Huddles ended through ``end_huddle``: refused even if the gate lags behind.
         self._ended: dict[str, str] = {}
         self._subscribers = Subscribers()
@@ -132,13 +152,13 @@ class MediaFront:
         """Call ``listener`` with every :class:`media.events.MediaEvent`, in order."""
         self._subscribers.add(listener)
 
-    async def _admit(self, request: web.Request) -> HuddleAccess | str:
+    async def _admit(self, request: web.Request) -> Admission | str:
         """The huddle if the token and the gate let this request in, else the reason why not."""
         huddle_id = request.match_info["huddle_id"]
         if self._closing:
             return "The huddle server is shutting down. Try again in a minute."
         try:
-            tokens.verify(
+            claims = tokens.verify(
                 self._secret, request.query.get("t", ""), huddle_id, self._clock().timestamp()
             )
         except tokens.TokenError as exc:
@@ -154,24 +174,28 @@ class MediaFront:
             return "This huddle does not exist (or no longer does)."
         if not access.open:
             return access.closed_reason or "This huddle has ended."
-        return access
+        return Admission(access, claims)
 
     async def _join_page(self, request: web.Request) -> web.Response:
-        access = await self._admit(request)
-        if isinstance(access, str):
+        admission = await self._admit(request)
+        if isinstance(admission, str):
             log.info(
-                "join_page_refused huddle=%s reason=%r", request.match_info["huddle_id"], access
+                "join_page_refused huddle=%s reason=%r", request.match_info["huddle_id"], admission
             )
             return web.Response(
                 status=403,
-                text=_refusal_page(access),
+                text=_refusal_page(admission),
                 content_type="text/html",
                 headers=PRIVATE_HEADERS,
             )
+        access = admission.access
         config = {
             "huddleId": access.huddle_id,
             "title": access.title,
-            "iceServers": self._ice_servers,
+            # TURN credentials expire with the link the page was opened with.
+            "iceServers": self._client_ice.for_client(
+                admission.claims.expires_at, access.huddle_id
+            ),
         }
         page = (
             _template()
@@ -201,9 +225,17 @@ class MediaServer(MediaFront):
         ice_servers: list[str] | None = None,
         participant_ids: Iterator[int] | None = None,
         clock: Callable[[], datetime] | None = None,
+        turn: IceServers | None = None,
+        network: MediaNetwork | None = None,
     ) -> None:
         super().__init__(
-            secret=secret, public_url=public_url, gate=gate, ice_servers=ice_servers, clock=clock
+            secret=secret,
+            public_url=public_url,
+            gate=gate,
+            ice_servers=ice_servers,
+            clock=clock,
+            turn=turn,
+            network=network,
         )
         self._max_participants = max_participants
         self._rooms: dict[str, Room] = {}
@@ -271,9 +303,10 @@ class MediaServer(MediaFront):
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _signaling(self, request: web.Request) -> web.StreamResponse:
-        access = await self._admit(request)
-        if isinstance(access, str):
-            return signaling_refusal(access, request)
+        admission = await self._admit(request)
+        if isinstance(admission, str):
+            return signaling_refusal(admission, request)
+        access = admission.access
         ws = web.WebSocketResponse(
             max_msg_size=HARD_FRAME_LIMIT,
             heartbeat=HEARTBEAT_SECONDS,
@@ -307,6 +340,7 @@ class MediaServer(MediaFront):
                 access.title,
                 stats=self._forwarding,
                 ice_servers=self._ice_servers,
+                network=self._network,
                 emit=self._subscribers.emit,
                 clock=self._clock,
                 on_empty=self._forget_room,

@@ -267,6 +267,8 @@ class SignalingSession:
         try:
             await self._dispatch(kind, data)
         except ProtocolError as exc:
+            if exc.fatal and self._done is None:
+                self._done = exc.code  # a fatal error ends the session: the socket closes
             self._error(exc.code, str(exc), fatal=exc.fatal)
         except Exception:
             log.exception("signaling_handler_failed %s type=%s", self._label, kind)

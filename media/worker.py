@@ -108,6 +108,7 @@ class Worker:
             max_participants=config.max_participants,
             ice_servers=config.ice_servers,
             participant_ids=self._ids,
+            network=config.network(),
             clock=functools.partial(_shifted_now, timedelta(seconds=config.clock_offset)),
         )
         self.server.subscribe(self._on_event)

@@ -41,6 +41,7 @@ from yarl import URL
 from media import control
 from media.control import ControlError, WorkerConfig
 from media.events import HuddleGate, ParticipantJoined, ParticipantLeft
+from media.network import MediaNetwork
 from media.server import (
     CLOSE_TIMEOUT_SECONDS,
     HEARTBEAT_SECONDS,
@@ -49,6 +50,7 @@ from media.server import (
     signaling_refusal,
 )
 from media.signaling import HARD_FRAME_LIMIT
+from media.turn import IceServers
 
 log = logging.getLogger(__name__)
 
@@ -254,11 +256,19 @@ class MediaWorkers(MediaFront):
         pin_cores: bool = False,
         stats_interval: float = 1.0,
         clock: Callable[[], datetime] | None = None,
+        turn: IceServers | None = None,
+        network: MediaNetwork | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"need at least one media worker, got {workers}")
         super().__init__(
-            secret=secret, public_url=public_url, gate=gate, ice_servers=ice_servers, clock=clock
+            secret=secret,
+            public_url=public_url,
+            gate=gate,
+            ice_servers=ice_servers,
+            clock=clock,
+            turn=turn,
+            network=network,
         )
         self._count = workers
         self._max_participants = max_participants
@@ -358,9 +368,10 @@ class MediaWorkers(MediaFront):
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _signaling(self, request: web.Request) -> web.StreamResponse:
-        access = await self._admit(request)
-        if isinstance(access, str):
-            return signaling_refusal(access, request)
+        admission = await self._admit(request)
+        if isinstance(admission, str):
+            return signaling_refusal(admission, request)
+        access = admission.access
         worker = await self._ready_worker(access.huddle_id)
         if worker is None or worker.port is None or self._http is None:
             return signaling_refusal(RESTARTING, request, status=503)
@@ -433,6 +444,12 @@ class MediaWorkers(MediaFront):
             log_level=logging.getLogger().getEffectiveLevel(),
             stats_interval=self._stats_interval,
             clock_offset=(self._clock() - datetime.now(UTC)).total_seconds(),
+            public_ips=list(self._network.public_ips),
+            udp_ports=(
+                [self._network.udp_ports.first, self._network.udp_ports.last]
+                if self._network.udp_ports
+                else None
+            ),
         )
         worker = WorkerProcess(config, self._on_message)
         await worker.start()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +17,33 @@ from tests.conftest import free_port
 
 
 class ServeProcess:
-    """One `huddle serve` process; its stderr (JSON log lines) goes to a file."""
+    """One `huddle serve` process; its stderr (JSON log lines) goes to a file.
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, name: str = "serve"):
+    ``args`` are more `huddle serve` flags. With ``ca_file`` it serves HTTPS: :attr:`url` is
+    https:// and requests are verified against that CA file (it may appear only once the server
+    made it, as with ``--tls self-signed``). ``public_url`` is HUDDLE_PUBLIC_URL (None: :attr:`url`;
+    "": not set).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        name: str = "serve",
+        *,
+        args: Sequence[str] = (),
+        ca_file: Path | None = None,
+        public_url: str | None = None,
+        port: int | None = None,
+    ):
         self.data_dir = data_dir
         self.env = {**os.environ, **(env or {})}
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = list(args)
+        self.ca_file = ca_file
+        self.port = port or free_port()
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
+        self.public_url = self.url if public_url is None else public_url
         self.log_path = data_dir.parent / f"{name}-{self.port}.log"
         self.process: asyncio.subprocess.Process | None = None
 
@@ -39,25 +60,38 @@ class ServeProcess:
             str(self.port),
             "--data-dir",
             str(self.data_dir),
-            env={**self.env, "HUDDLE_PUBLIC_URL": self.url},
+            *self.args,
+            env={**self.env, "HUDDLE_PUBLIC_URL": self.public_url},
             stderr=log,
         )
         log.close()
+        # Generous: a loaded machine may take many seconds to import and migrate.
+        deadline = asyncio.get_running_loop().time() + 60
         async with aiohttp.ClientSession() as http:
-            for _ in range(150):
-                try:
-                    async with http.get(f"{self.url}/healthz") as response:
-                        if response.status == 200:
-                            return self
-                except aiohttp.ClientConnectionError:
-                    pass
+            while asyncio.get_running_loop().time() < deadline:
+                if self.ca_file is None or self.ca_file.exists():
+                    try:
+                        async with http.get(f"{self.url}/healthz", ssl=self.ssl()) as response:
+                            if response.status == 200:
+                                return self
+                    except aiohttp.ClientConnectionError:
+                        pass
                 if self.process.returncode is not None:
                     break
                 await asyncio.sleep(0.1)
         raise AssertionError(f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
 
+    def ssl(self) -> ssl.SSLContext | bool:
+        """How to verify this server: against :attr:`ca_file` (True: the default checks)."""
+        if self.ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
     async def health(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as http, http.get(f"{self.url}/healthz") as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{self.url}/healthz", ssl=self.ssl()) as response,
+        ):
             body: dict[str, Any] = await response.json()
             return body
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,15 +46,22 @@ class RunningHuddle:
 
 @asynccontextmanager
 async def running_huddle(
-    data_dir: Path, clock: Clock | None = None, **overrides: Any
+    data_dir: Path,
+    clock: Clock | None = None,
+    *,
+    routes: Callable[[web.Application], None] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RunningHuddle]:
     """Start the whole product (web chat, core, media server) and stop it afterwards.
 
-    ``clock`` is the product's clock (:class:`tests.clock.ShiftedClock` for a fixed instant).
+    ``clock`` is the product's clock (:class:`tests.clock.ShiftedClock` for a fixed instant);
+    ``routes`` may add test-only routes (probes) to the app before it starts.
     """
     port = free_port()
     settings = Settings(host="127.0.0.1", port=port, data_dir=data_dir, **overrides)
     parts = await build(settings, clock=clock)
+    if routes is not None:
+        routes(parts.app)
     runner = web.AppRunner(parts.app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

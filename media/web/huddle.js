@@ -184,7 +184,8 @@
 
   async function preparePublishing() {
     const pc = new RTCPeerConnection({
-      iceServers: config.iceServers.map((urls) => ({ urls })),
+      // STUN, and TURN with credentials that expire with this page's join link.
+      iceServers: config.iceServers,
       bundlePolicy: "max-bundle",
     });
     state.pc = pc;
@@ -297,7 +298,8 @@
         break;
       case "error":
         if (message.fatal) {
-          finish("Could not join", message.message);
+          const title = message.code === "media_unreachable" ? "Media connection failed" : "Could not join";
+          finish(title, message.message);
         } else {
           showToast(message.message);
           console.warn("huddle error", message.code, message.message);

@@ -1,0 +1,1 @@
+"""Tests across real networks: hosts are network namespaces the tests make and remove themselves."""
