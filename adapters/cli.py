@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aiohttp import web, web_log
+from aiohttp import web
 
 from adapters import tls as server_tls
+from adapters.access_log import RedactingAccessLogger, access_logger
 from adapters.server import build
 from bot import logs
 from bot.config import Settings, media_workers, tls_mode
@@ -96,12 +97,12 @@ async def serve(settings: Settings) -> None:
     parts = await build(settings)
     if tls is not None and tls.local_ca is not None:
         server_tls.add_ca_route(parts.app, tls.local_ca.ca_cert)
-    access = web_log.AccessLogger.LOG_FORMAT
-    if settings.trust_proxy:
-        # The connection comes from the proxy; who it came for is what an operator looks for.
-        access = "%{X-Forwarded-For}i via " + access
+    access_log, access = access_logger(settings.trust_proxy)
     runner = web.AppRunner(
-        parts.app, access_log=logging.getLogger("huddle.http"), access_log_format=access
+        parts.app,
+        access_log=access_log,
+        access_log_format=access,
+        access_log_class=RedactingAccessLogger,
     )
     await runner.setup()
     site = web.TCPSite(

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
@@ -53,6 +54,11 @@ async def test_huddle_serve_runs_answers_and_stops_cleanly(tmp_path: Path) -> No
             assert card["buttons"][0]["url"].startswith("http://huddle.example.test/h/")
             async with http.get(f"{base}/") as page:
                 assert page.status == 200 and "huddle" in await page.text()
+            # Someone opens the Join link (coming from a page that had it in its URL too).
+            join = card["buttons"][0]["url"].replace("http://huddle.example.test", base)
+            token = parse_qs(urlsplit(join).query)["t"][0]
+            async with http.get(join, headers={"Referer": join}) as page:
+                assert page.status == 200
         assert (tmp_path / "data" / "huddle.db").exists()
         assert (tmp_path / "data" / "secret").exists()
     finally:
@@ -64,3 +70,7 @@ async def test_huddle_serve_runs_answers_and_stops_cleanly(tmp_path: Path) -> No
     assert any(m.startswith("serving url=http://huddle.example.test") for m in messages)
     assert any(m.startswith("huddle created id=") for m in messages)
     assert "shutting down" in messages
+    # The access log has the visit, but not the link's token: the log does not let anyone in.
+    [visit] = [m for m in messages if "GET /h/" in m]
+    assert visit.count("t=REDACTED") == 2, visit  # the request line and the Referer
+    assert token not in stderr.decode()
