@@ -16,6 +16,18 @@ import aiohttp
 from tests.conftest import free_port
 
 
+async def terminate(process: asyncio.subprocess.Process | None, within: float) -> None:
+    """SIGTERM ``process`` and wait for it; SIGKILL if it is not gone ``within`` seconds."""
+    if process is None or process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=within)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
 class ServeProcess:
     """One `huddle serve` process; its stderr (JSON log lines) goes to a file.
 
@@ -102,14 +114,7 @@ class ServeProcess:
 
     async def stop(self) -> None:
         """SIGTERM and wait (kill if it hangs)."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout=15)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+        await terminate(self.process, within=15)
 
     async def wait_dead(self) -> None:
         assert self.process is not None

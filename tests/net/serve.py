@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from yarl import URL
 
 from tests.conftest import CHROMIUM_ARGS, free_port
 from tests.net.hosts import Host
+from tests.processes import terminate
 
 #: The repository: the server process imports the same code as the test.
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,14 +110,8 @@ class HostedServe:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), timeout=20)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+        """SIGTERM and wait (kill if it hangs)."""
+        await terminate(self.process, within=20)
 
     @property
     def pid(self) -> int:
