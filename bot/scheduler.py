@@ -30,6 +30,10 @@ _ACTIVE: dict[str, MeetingScheduler] = {}
 
 JOB_TABLE = "scheduler_jobs"
 
+#: How long losing the lead (or stopping) waits for jobs already running to finish: a job cut
+#: mid-transaction leaves a half-done start, and its database connection broken.
+DRAIN_SECONDS = 30.0
+
 JOB_DEFAULTS: dict[str, Any] = {
     # No grace limit: a job missed while no scheduler ran still runs on restart, and the job
     # itself decides (a reminder is posted "late" before the start, skipped after it). The 1 s
@@ -97,6 +101,8 @@ class MeetingScheduler:
         self._seen: datetime | None = None
         self._items_seen: datetime | None = None
         self._sync_lock = asyncio.Lock()
+        #: Jobs running now (their tasks): waited for before the scheduler lets go.
+        self._running: set[asyncio.Task[Any]] = set()
         #: Jobs are planned on the product's clock; APScheduler fires them by the system's.
         self.clock = clock
 
@@ -138,6 +144,17 @@ class MeetingScheduler:
             await asyncio.gather(self._poller, return_exceptions=True)
             self._poller = None
         if self.scheduler is not None:
+            # No new job fires; those under way finish (APScheduler's shutdown would cancel them
+            # wherever they are, a query included, and not wait for them to unwind).
+            self.scheduler.pause()
+            running = set(self._running)
+            if running:
+                _, late = await asyncio.wait(running, timeout=DRAIN_SECONDS)
+                for task in late:
+                    log.error("job still running after %ss; cancelled", DRAIN_SECONDS)
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late, timeout=DRAIN_SECONDS)
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         if _ACTIVE.get(self.key) is self:
@@ -221,6 +238,9 @@ class MeetingScheduler:
 
     async def run(self, kind: str, meeting_id: str, occurrence: datetime, due: datetime) -> None:
         """Do one job; after a start, plan the meeting's next occurrence."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             if kind == "agenda":
                 await self.meetings.post_agenda(meeting_id, occurrence)
@@ -237,3 +257,6 @@ class MeetingScheduler:
             log.exception(
                 "job failed kind=%s meeting=%s occurrence=%s", kind, meeting_id, occurrence
             )
+        finally:
+            if task is not None:
+                self._running.discard(task)
