@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from adapters import accounts_cli
 from adapters import tls as server_tls
 from adapters.access_log import RedactingAccessLogger, access_logger
 from adapters.server import build
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tls-cert", type=Path, help="HTTPS with this PEM certificate chain (HUDDLE_TLS_CERT)"
     )
     serve.add_argument("--tls-key", type=Path, help="and this PEM private key (HUDDLE_TLS_KEY)")
+    accounts_cli.add_parser(commands)
     return parser
 
 
@@ -131,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `huddle` console script."""
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
+    if args.command == "user":
+        if args.data_dir:
+            settings.data_dir = Path(args.data_dir)
+        logs.setup("WARNING")
+        raise SystemExit(asyncio.run(accounts_cli.run(args, settings)))
     if args.host:
         settings.host = args.host
     if args.port:

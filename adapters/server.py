@@ -11,8 +11,11 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from adapters import headers
 from adapters.proxy import proxy_middleware
-from adapters.web import WebChat
+from adapters.web import WebAuth, WebChat
+from adapters.web.chat import STATIC as WEB_STATIC
+from bot.accounts import Accounts
 from bot.commands import Commands
 from bot.config import Settings
 from bot.delivery import Platform, Publisher
@@ -82,6 +85,7 @@ class Huddle:
     scheduler: MeetingScheduler
     commands: Commands
     web_chat: WebChat
+    accounts: Accounts
     health: Health
     app: web.Application
     platforms: list[PlatformAdapter]
@@ -148,16 +152,30 @@ async def build(settings: Settings, clock: Clock | None = None) -> Huddle:
     media.subscribe(minutes.on_media_event)
     scheduler = MeetingScheduler(settings.database_url, meetings, minutes, clock=clock)
     commands = Commands(huddles, meetings, minutes, replan=scheduler.sync)
-    web_chat = WebChat(store, commands, clock=clock)
+    accounts = Accounts(store, clock=clock)
+    auth = WebAuth(
+        accounts,
+        required=settings.accounts_required,
+        public_url=settings.public_url,
+        static_dir=WEB_STATIC,
+    )
+    web_chat = WebChat(store, commands, auth, clock=clock)
     publisher.register(web_chat)
     platforms = platform_adapters(settings, commands, store)
     for platform in platforms:
         publisher.register(platform)
-    health = Health(store, media, platforms=sorted(publisher.platforms), scheduler=scheduler)
+    health = Health(
+        store,
+        media,
+        platforms=sorted(publisher.platforms),
+        scheduler=scheduler,
+        token=settings.metrics_token,
+    )
 
     # X-Forwarded-* only from a trusted proxy, applied first so everything after sees them.
     proxied = [proxy_middleware(link_base)] if settings.trust_proxy else []
     app = web.Application(middlewares=[*proxied, _errors(health)], client_max_size=1024 * 1024)
+    headers.install(app)
     health.add_routes(app)
     media.add_routes(app)
     web_chat.add_routes(app)
@@ -175,6 +193,7 @@ async def build(settings: Settings, clock: Clock | None = None) -> Huddle:
         scheduler,
         commands,
         web_chat,
+        accounts,
         health,
         app,
         platforms,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import socket
@@ -55,6 +56,27 @@ def tls_mode(raw: str, name: str = "HUDDLE_TLS") -> str:
     if text not in ("", "self-signed"):
         raise ValueError(f"{name} must be 'self-signed' or empty, got {raw!r}")
     return text
+
+
+def accounts_mode(raw: str, name: str = "HUDDLE_ACCOUNTS") -> str:
+    """``"auto"``: accounts once reachable beyond loopback; ``"on"``: always."""
+    text = raw.strip().lower() or "auto"
+    if text not in ("auto", "on"):
+        raise ValueError(
+            f"{name} must be 'auto' or 'on', got {raw!r} (a server reachable from other "
+            "machines always requires sign-in)"
+        )
+    return text
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether listening on ``host`` reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def media_workers(raw: str, name: str = "HUDDLE_MEDIA_WORKERS") -> int:
@@ -115,6 +137,10 @@ class Settings:
     tls_mode: str = ""
     #: Honour X-Forwarded-Proto/-Host/-For: only behind a reverse proxy that sets them.
     trust_proxy: bool = False
+    #: The web chat's accounts: ``"auto"`` (required once reachable beyond loopback) or ``"on"``.
+    accounts: str = "auto"
+    #: A bearer token that shows /metrics and /healthz's detail to other machines (a scraper).
+    metrics_token: str = field(default="", repr=False)
     #: Set by :meth:`resolve`: no public URL was configured and a trusted proxy may report it.
     links_follow_proxy: bool = field(default=False, init=False)
     # Slack (adapters/slack): Socket Mode with an app token, else HTTP mode with a signing secret.
@@ -148,6 +174,8 @@ class Settings:
             tls_key=_path_env("HUDDLE_TLS_KEY"),
             tls_mode=tls_mode(os.environ.get("HUDDLE_TLS", "")),
             trust_proxy=_bool_env("HUDDLE_TRUST_PROXY"),
+            accounts=accounts_mode(os.environ.get("HUDDLE_ACCOUNTS", "")),
+            metrics_token=os.environ.get("HUDDLE_METRICS_TOKEN", "").strip(),
             slack_bot_token=os.environ.get("SLACK_BOT_TOKEN", ""),
             slack_app_token=os.environ.get("SLACK_APP_TOKEN", ""),
             slack_signing_secret=os.environ.get("SLACK_SIGNING_SECRET", ""),
@@ -183,6 +211,12 @@ class Settings:
         if not self.secret:
             self.secret = self._stored_secret()
         return self
+
+    @property
+    def accounts_required(self) -> bool:
+        """Whether the web chat needs sign-in: asked for, or reachable from other machines
+        (bound beyond loopback, or behind a reverse proxy, whose clients are elsewhere)."""
+        return self.accounts == "on" or self.trust_proxy or not is_loopback_host(self.host)
 
     @property
     def tls_enabled(self) -> bool:

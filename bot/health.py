@@ -1,7 +1,14 @@
-"""`GET /healthz` (JSON) and `GET /metrics` (Prometheus text) for the whole server."""
+"""`GET /healthz` (JSON) and `GET /metrics` (Prometheus text) for the whole server.
+
+Their detail (how many calls, who is connected, which platforms) is for this machine and for a
+scraper holding ``HUDDLE_METRICS_TOKEN``; anyone else gets only ``{"status": "ok"}`` (enough for a
+load balancer's health check) and a 403 on /metrics.
+"""
 
 from __future__ import annotations
 
+import hmac
+import json
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -12,6 +19,7 @@ from prometheus_client.registry import Collector
 
 import bot
 from bot.store import Store
+from media.limits import is_loopback
 
 
 class MediaCounts(Protocol):
@@ -72,8 +80,14 @@ class Health:
     """Serves /healthz and /metrics."""
 
     def __init__(
-        self, store: Store, media: _Stats, platforms: list[str], scheduler: _Leader | None = None
+        self,
+        store: Store,
+        media: _Stats,
+        platforms: list[str],
+        scheduler: _Leader | None = None,
+        token: str = "",
     ) -> None:
+        self.token = token
         self.scheduler = scheduler
         self.store = store
         self.media = media
@@ -92,7 +106,17 @@ class Health:
         """Count one error answered to a client (shown in /metrics)."""
         self.errors[source] = self.errors.get(source, 0) + 1
 
+    def _trusted(self, request: web.Request) -> bool:
+        """This machine itself, or a bearer of the metrics token."""
+        if is_loopback(request.remote):
+            return True
+        header = request.headers.get("Authorization", "")
+        given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        return bool(self.token) and hmac.compare_digest(given.encode(), self.token.encode())
+
     async def _healthz(self, request: web.Request) -> web.Response:
+        if not self._trusted(request):
+            return web.json_response({"status": "ok"})
         stats = self.media.stats()
         open_huddles = await self.store.open_huddles()
         return web.json_response(
@@ -111,5 +135,12 @@ class Health:
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if not self._trusted(request):
+            raise web.HTTPForbidden(
+                text=json.dumps(
+                    {"error": "Metrics are for this machine, or with HUDDLE_METRICS_TOKEN."}
+                ),
+                content_type="application/json",
+            )
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -240,3 +240,38 @@ huddle_shares = Table(
     Column("shared_by", String(128), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
 )
+
+# Web chat accounts (migration 0007): who may use the web chat once it is reachable beyond
+# loopback. Secrets are never stored: a password as its Argon2id hash, a session, API token or
+# invite as the SHA-256 of a random value only its holder has.
+
+web_users = Table(
+    "web_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(64), nullable=False),  # "cli" or the invite's code id
+)
+
+web_credentials = Table(
+    "web_credentials",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(64), ForeignKey("web_users.name"), nullable=False),
+    Column("kind", String(16), nullable=False),  # "session" (a cookie) | "token" (an API bearer)
+    Column("label", String(64), nullable=False, default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),  # None: until revoked
+    Index("ix_web_credentials_user", "user_name"),
+)
+
+web_invites = Table(
+    "web_invites",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=True),
+    Column("used_by", String(64), nullable=True),
+)

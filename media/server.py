@@ -24,6 +24,7 @@ from aiohttp import web
 from media import tokens
 from media.events import HuddleAccess, HuddleGate, MediaListener, Subscribers
 from media.forwarding import ForwardingStats
+from media.limits import RateLimit, retry_text
 from media.network import MediaNetwork
 from media.rooms import Room
 from media.signaling import HARD_FRAME_LIMIT, SignalingCounters, SignalingSession
@@ -37,6 +38,7 @@ WEB_DIR = Path(__file__).parent / "web"
 STATIC_FILES = {
     "huddle.js": "text/javascript",
     "huddle.css": "text/css",
+    "refusal.css": "text/css",
 }
 
 #: The join link carries the token in its query string: keep it out of Referer headers and caches.
@@ -54,6 +56,11 @@ JOIN_PAGE_CSP = (
     "img-src 'self' data:; style-src 'self'; script-src 'self' 'unsafe-eval'; "
     "frame-ancestors 'none'"
 )
+
+#: Joins per client address: a burst (a team behind one office NAT joining the all-hands at once),
+#: then one a second. Each join is a peer connection: ICE, DTLS and a room's worth of tracks.
+JOIN_BURST = 60
+JOIN_RATE = 1.0
 
 #: Seconds between WebSocket pings: a vanished client is noticed within twice this.
 HEARTBEAT_SECONDS = 15.0
@@ -117,6 +124,7 @@ class MediaFront:
         clock: Callable[[], datetime] | None = None,
         turn: IceServers | None = None,
         network: MediaNetwork | None = None,
+        join_limit: RateLimit | None = None,
     ) -> None:
         #: The product's clock: join links expire and events happen by it.
         self._clock = clock or _utc_now
@@ -136,6 +144,8 @@ class MediaFront:
         self._ended: dict[str, str] = {}
         self._subscribers = Subscribers()
         self._closing = False
+        #: Signaling connections per client address (loopback, a worker's front, is exempt).
+        self._join_limit = join_limit or RateLimit(JOIN_BURST, JOIN_RATE)
 
     def add_routes(self, app: web.Application) -> None:
         """Serve the join page, the signaling socket and the web client's files on ``app``."""
@@ -176,7 +186,31 @@ class MediaFront:
             return access.closed_reason or "This huddle has ended."
         return Admission(access, claims)
 
+    def _join_limited(self, request: web.Request) -> web.Response | None:
+        """A 429 refusal when this address has joined too often just now, else None."""
+        retry = self._join_limit.take(request.remote or "?")
+        if not retry:
+            return None
+        log.warning("join_rate_limited peer=%s retry_after=%s", request.remote, retry)
+        return signaling_refusal(
+            f"Too many joins from your address; try again {retry_text(retry)}.",
+            request,
+            status=429,
+            headers={"Retry-After": str(retry)},
+        )
+
     async def _join_page(self, request: web.Request) -> web.Response:
+        # Looked at, not spent: the page says why the socket would be refused (huddle.js asks).
+        retry = self._join_limit.wait(request.remote or "?")
+        if retry:
+            return web.Response(
+                status=429,
+                text=_refusal_page(
+                    f"Too many joins from your address; try again {retry_text(retry)}."
+                ),
+                content_type="text/html",
+                headers={**PRIVATE_HEADERS, "Retry-After": str(retry)},
+            )
         admission = await self._admit(request)
         if isinstance(admission, str):
             log.info(
@@ -303,6 +337,9 @@ class MediaServer(MediaFront):
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _signaling(self, request: web.Request) -> web.StreamResponse:
+        limited = self._join_limited(request)
+        if limited is not None:
+            return limited
         admission = await self._admit(request)
         if isinstance(admission, str):
             return signaling_refusal(admission, request)
@@ -360,10 +397,15 @@ class MediaServer(MediaFront):
 # -- helpers of MediaFront and its subclasses --------------------------------------------------
 
 
-def signaling_refusal(reason: str, request: web.Request, status: int = 403) -> web.Response:
+def signaling_refusal(
+    reason: str,
+    request: web.Request,
+    status: int = 403,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     """A signaling socket refused before the upgrade, with ``reason`` as plain text."""
     log.info("signaling_refused huddle=%s reason=%r", request.match_info["huddle_id"], reason)
-    return web.Response(status=status, text=reason, headers=PRIVATE_HEADERS)
+    return web.Response(status=status, text=reason, headers={**PRIVATE_HEADERS, **(headers or {})})
 
 
 async def _static_file(request: web.Request) -> web.StreamResponse:
@@ -383,20 +425,14 @@ def _template() -> str:
 
 
 def _refusal_page(reason: str) -> str:
-    """A small self-contained page saying why the link does not work (no half-working call)."""
+    """A small page saying why the link does not work (no half-working call)."""
     return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Cannot join this huddle</title>
-<style>
-body {{ font-family: system-ui, sans-serif; background: #111827; color: #f9fafb; margin: 0;
-       display: flex; min-height: 100vh; align-items: center; justify-content: center; }}
-main {{ max-width: 28rem; padding: 2rem; text-align: center; }}
-h1 {{ font-size: 1.4rem; }}
-p {{ color: #d1d5db; line-height: 1.5; }}
-</style>
+<link rel="stylesheet" href="../media/web/refusal.css">
 </head>
 <body>
 <main data-testid="refusal">

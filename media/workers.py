@@ -368,6 +368,9 @@ class MediaWorkers(MediaFront):
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _signaling(self, request: web.Request) -> web.StreamResponse:
+        limited = self._join_limited(request)
+        if limited is not None:
+            return limited
         admission = await self._admit(request)
         if isinstance(admission, str):
             return signaling_refusal(admission, request)

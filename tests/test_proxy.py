@@ -214,16 +214,28 @@ def _probe(app: web.Application) -> None:
 class Behind:
     huddle: RunningHuddle
     proxy: Proxy
+    #: Bob's API token: behind a proxy the web chat has accounts.
+    token: str
 
 
 @pytest.fixture(params=sorted(PROXIES))
 async def behind(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Behind]:
     """The product with HUDDLE_TRUST_PROXY and no public URL, behind Caddy or nginx."""
     async with running_huddle(tmp_path / "data", routes=_probe, trust_proxy=True) as huddle:
+        token = await account(huddle, "bob")
         upstream = int(huddle.url.rsplit(":", 1)[1])
         run = PROXIES[request.param](tmp_path / request.param, upstream)
         async with running_proxy(run) as proxy:
-            yield Behind(huddle, proxy)
+            yield Behind(huddle, proxy, token)
+
+
+PASSWORD = "correct horse battery"
+
+
+async def account(huddle: RunningHuddle, name: str) -> str:
+    """An account for ``name`` (password :data:`PASSWORD`) and an API token of theirs."""
+    await huddle.parts.accounts.add_user(name, PASSWORD)
+    return await huddle.parts.accounts.issue_token(name)
 
 
 async def _read_event(stream: aiohttp.StreamReader) -> dict[str, Any]:
@@ -247,11 +259,29 @@ async def test_through_the_proxy_pages_load_links_are_https_and_events_stream(
     proxy = behind.proxy
     # The client connects from 127.0.0.2 and sends a forged X-Forwarded-For of its own.
     connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), ssl=proxy.ssl())
-    async with aiohttp.ClientSession(connector=connector) as http:
-        async with http.get(f"{proxy.url}/chat/general") as page:
-            assert page.status == 200 and "huddle" in await page.text()
+    # A browser's cookie jar (aiohttp's default keeps none for an IP address).
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as browser:
+        # Behind a proxy the chat has accounts: the page sends a stranger to sign in, and the
+        # session cookie, set over the proxy's HTTPS, never travels in clear.
+        async with browser.get(f"{proxy.url}/chat/general") as page:
+            assert page.status == 200 and "account.js" in await page.text()
+            assert page.url.path == "/signin"
             assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+        async with browser.post(
+            f"{proxy.url}/api/auth/signin",
+            json={"name": "bob", "password": PASSWORD},
+            headers={"Origin": proxy.url},
+        ) as signed_in:
+            assert signed_in.status == 200
+            cookie = signed_in.cookies["huddle_session"]
+            assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax"
+        async with browser.get(f"{proxy.url}/chat/general") as page:
+            assert page.status == 200 and "chat.js" in await page.text()
 
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), ssl=proxy.ssl())
+    bearer = {"Authorization": f"Bearer {behind.token}"}
+    async with aiohttp.ClientSession(connector=connector, headers=bearer) as http:
         async with http.get(
             f"{proxy.url}/test/whoami", headers={"X-Forwarded-For": "203.0.113.9"}
         ) as response:
@@ -301,7 +331,7 @@ async def test_a_call_through_the_proxy_shows_each_the_others_video(
     behind: Behind, tmp_path: Path
 ) -> None:
     proxy = behind.proxy
-    url = await meet_over_https(proxy.url, proxy.ssl(), "/meet Proxied call")
+    url = await meet_over_https(proxy.url, proxy.ssl(), "/meet Proxied call", behind.token)
     assert url.startswith(f"{proxy.url}/h/")
     async with browser_trusting(tmp_path / "home", [proxy.ca_file]) as browser:
         # Both pages and their signaling sockets go through the proxy; media goes to huddle.
@@ -320,15 +350,18 @@ FORGED = {
 }
 
 
-async def _seen_and_link(huddle: RunningHuddle, headers: dict[str, str]) -> tuple[Any, str]:
+async def _seen_and_link(
+    huddle: RunningHuddle, headers: dict[str, str], token: str | None = None
+) -> tuple[Any, str]:
     """The probe's view of a request with ``headers``, and the Join link of a /meet sent so."""
     direct = f"http://127.0.0.1:{huddle.parts.settings.port}"
     async with huddle.http.get(f"{direct}/test/whoami", headers=headers) as response:
         seen = await response.json()
+    bearer = {"Authorization": f"Bearer {token}"} if token else {}
     async with huddle.http.post(
         f"{direct}/api/chat/general/messages",
         json={"user": "mallory", "text": "/meet Forged"},
-        headers=headers,
+        headers={**headers, **bearer},
     ) as response:
         [card] = (await response.json())["posts"]
     link: str = card["buttons"][0]["url"]
@@ -345,7 +378,8 @@ async def test_forwarded_headers_change_nothing_without_trust_proxy(tmp_path: Pa
 
 async def test_with_trust_proxy_forwarded_headers_are_believed(tmp_path: Path) -> None:
     async with running_huddle(tmp_path / "one", routes=_probe, trust_proxy=True) as huddle:
-        seen, link = await _seen_and_link(huddle, FORGED)
+        token = await account(huddle, "mallory")
+        seen, link = await _seen_and_link(huddle, FORGED, token)
         assert seen == {
             "scheme": "https",
             "secure": True,
@@ -361,6 +395,7 @@ async def test_with_trust_proxy_forwarded_headers_are_believed(tmp_path: Path) -
                 "X-Forwarded-Host": "evil.test/path?x",
                 "X-Forwarded-For": "198.51.100.1, 192.0.2.7",
             },
+            token,
         )
         assert seen["scheme"] == "http" and seen["remote"] == "192.0.2.7"
         assert seen["host"] == huddle.url.removeprefix("http://")
@@ -372,5 +407,5 @@ async def test_with_trust_proxy_forwarded_headers_are_believed(tmp_path: Path) -
         trust_proxy=True,
         public_url="https://chat.example.org",
     ) as huddle:
-        _, link = await _seen_and_link(huddle, FORGED)
+        _, link = await _seen_and_link(huddle, FORGED, await account(huddle, "mallory"))
         assert link.startswith("https://chat.example.org/h/")

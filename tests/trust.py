@@ -57,10 +57,16 @@ async def browser_trusting(home: Path, cas: Sequence[Path]) -> AsyncIterator[Bro
             await browser.close()
 
 
-async def meet_over_https(base_url: str, verify: ssl.SSLContext | bool, text: str) -> str:
-    """Alice types ``text`` (a /meet) in #general over HTTPS (``verify``): its Join link."""
+async def meet_over_https(
+    base_url: str, verify: ssl.SSLContext | bool, text: str, token: str | None = None
+) -> str:
+    """Alice types ``text`` (a /meet) in #general over HTTPS (``verify``): its Join link.
+
+    ``token``: her API token, where the web chat has accounts (reachable from elsewhere).
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
-        aiohttp.ClientSession() as http,
+        aiohttp.ClientSession(headers=headers) as http,
         http.post(
             f"{base_url}/api/chat/general/messages",
             json={"user": "alice", "text": text},

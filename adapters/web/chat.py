@@ -5,6 +5,9 @@ API (also for scripts and tests):
   POST /api/chat/{channel}/messages  {"user", "text", "thread_of"?} -> {"posts": [bot replies]}
   GET  /api/chat/{channel}/messages?user=alice     -> {"posts": [history alice may see]}
   GET  /api/chat/{channel}/events?user=alice       -> text/event-stream of "post" events
+
+``user`` is who the client says it is only in open mode (loopback); with accounts it is the
+signed-in account's name, whatever the client sends (:mod:`adapters.web.auth`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.web.auth import WebAuth
 from bot.commands import Commands
 from bot.records import ChatMessage
 from bot.store import Store
@@ -91,14 +95,18 @@ class WebChat:
 
     name = "web"
 
-    def __init__(self, store: Store, commands: Commands, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: Store, commands: Commands, auth: WebAuth, clock: Clock = utc_now
+    ) -> None:
         self.store = store
         self.commands = commands
+        self.auth = auth
         self.clock = clock
         self._listeners: dict[str, set[_Listener]] = {}
 
     def add_routes(self, app: web.Application) -> None:
-        """Mount the chat page and its API."""
+        """Mount the chat page, its API and the sign-in pages."""
+        self.auth.add_routes(app)
         app.router.add_get("/", self._page)
         app.router.add_get("/chat/{channel}", self._page)
         app.router.add_static("/web-chat/", STATIC)
@@ -166,9 +174,22 @@ class WebChat:
     # Input: HTTP handlers.
 
     async def _page(self, request: web.Request) -> web.FileResponse:
+        await self.auth.page_redirect(request)
         return web.FileResponse(STATIC / "chat.html")
 
+    async def _author(self, request: web.Request, claimed: object) -> str:
+        """Who writes: the account (accounts mode) or the ``user`` the client names (open)."""
+        user = await self.auth.who(request, claimed, writes=True)
+        if not isinstance(user, str) or not USER.match(user.strip() or "\x00"):
+            raise BadRequest('"user" is required: a name of 1-64 printable characters.')
+        return user.strip()
+
+    async def _viewer(self, request: web.Request) -> str | None:
+        """Who reads: private posts are shown to this name only."""
+        return await self.auth.who(request, request.query.get("user") or None, writes=False)
+
     async def _channels(self, request: web.Request) -> web.Response:
+        await self._viewer(request)
         channels = await self.store.chat_channels()
         if "general" not in channels:
             channels.insert(0, "general")
@@ -199,9 +220,7 @@ class WebChat:
     async def _post_message(self, request: web.Request) -> web.Response:
         channel = self._channel(request)
         body = await self._read_json(request)
-        user, text = body.get("user"), body.get("text")
-        if not isinstance(user, str) or not USER.match(user.strip() or "\x00"):
-            raise BadRequest('"user" is required: a name of 1-64 printable characters.')
+        user, text = await self._author(request, body.get("user")), body.get("text")
         if not isinstance(text, str) or not text.strip():
             raise BadRequest('"text" is required and must not be empty.')
         if len(text) > MAX_TEXT:
@@ -213,7 +232,6 @@ class WebChat:
             )
             if parent is None or parent.channel != channel:
                 raise BadRequest('"thread_of" must be the id of a message in this channel.')
-        user = user.strip()
         now = self.clock()
         self._broadcast(
             await self.store.add_chat_message(
@@ -226,12 +244,9 @@ class WebChat:
     async def _action(self, request: web.Request) -> web.Response:
         channel = self._channel(request)
         body = await self._read_json(request)
-        user, action = body.get("user"), body.get("action")
-        if not isinstance(user, str) or not USER.match(user.strip() or "\x00"):
-            raise BadRequest('"user" is required: a name of 1-64 printable characters.')
+        user, action = await self._author(request, body.get("user")), body.get("action")
         if not isinstance(action, str) or not 0 < len(action) <= 200:
             raise BadRequest('"action" is required: the action of the button pressed.')
-        user = user.strip()
         result = await self.commands.act(
             Action(channel=ChannelRef(self.name, channel), user=User(user, user), action=action)
         )
@@ -278,13 +293,13 @@ class WebChat:
 
     async def _history(self, request: web.Request) -> web.Response:
         channel = self._channel(request)
-        viewer = request.query.get("user") or None
+        viewer = await self._viewer(request)
         messages = await self.store.chat_history(channel, viewer)
         return web.json_response({"posts": [_post_json(m) for m in messages]})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         channel = self._channel(request)
-        listener = _Listener(user=request.query.get("user") or None)
+        listener = _Listener(user=await self._viewer(request))
         self._listeners.setdefault(channel, set()).add(listener)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}

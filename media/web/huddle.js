@@ -166,12 +166,12 @@
   }
 
   async function explainRefusal() {
-    // A refused socket carries no reason (HTTP 403 before the upgrade); the join page, asked
-    // again, says why in words (expired link, huddle ended, ...).
+    // A refused socket carries no reason (HTTP 403 or 429 before the upgrade); the join page,
+    // asked again, says why in words (expired link, huddle ended, too many joins, ...).
     let reason = "The huddle server refused the connection or is unreachable.";
     try {
       const response = await fetch(location.href, { cache: "no-store" });
-      if (response.status === 403) {
+      if (response.status === 403 || response.status === 429) {
         const page = new DOMParser().parseFromString(await response.text(), "text/html");
         const text = page.querySelector('[data-testid="refusal-reason"]');
         if (text) reason = text.textContent;

@@ -56,6 +56,8 @@ class HostedServe:
         self.process: asyncio.subprocess.Process | None = None
         #: Over HTTPS: the context that trusts the server's CA.
         self.ssl: ssl.SSLContext | None = None
+        #: Alice's API token, made by :meth:`account` when first needed.
+        self.token: str | None = None
 
     async def start(self, ca: Path | None = None) -> HostedServe:
         """Start and wait until /healthz answers on the admin link.
@@ -119,11 +121,40 @@ class HostedServe:
         assert self.process is not None
         return self.process.pid
 
+    async def huddle_cli(self, *args: str, stdin: str = "") -> str:
+        """`huddle user ...` as the admin runs it on the server (same data dir); its stdout."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "adapters.cli",
+            "user",
+            "--data-dir",
+            str(self.data_dir),
+            *args,
+            env=self.env,
+            cwd=str(ROOT),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate(stdin.encode())
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    async def account(self, name: str, password: str) -> str:
+        """Make an account with the admin commands; an API token of its own."""
+        await self.huddle_cli("add", name, "--password-stdin", stdin=f"{password}\n")
+        return (await self.huddle_cli("token", name)).strip()
+
     async def meet(self, http: aiohttp.ClientSession, title: str) -> str:
-        """Someone types `/meet <title>` in the web chat; the card's Join link."""
+        """Alice types `/meet <title>` in the web chat (signed in: it has accounts beyond
+        loopback); the card's Join link."""
+        if self.token is None:
+            self.token = await self.account("alice", "alice's long password")
         async with http.post(
             f"{self.admin_url}/api/chat/general/messages",
-            json={"user": "alice", "text": f"/meet {title}"},
+            json={"text": f"/meet {title}"},
+            headers={"Authorization": f"Bearer {self.token}"},
             **self.request_options(),
         ) as response:
             body: dict[str, Any] = await response.json()

@@ -5,6 +5,8 @@ const state = {
   channel: decodeURIComponent(location.pathname.split("/")[2] || "general"),
   user: localStorage.getItem("huddle.user") || "",
   threadOf: null,
+  // True when the server has accounts: the name is the signed-in one, not typed here.
+  accounts: false,
   posts: new Map(),
   events: null,
 };
@@ -82,11 +84,35 @@ function upsert(post) {
   list.scrollTop = list.scrollHeight;
 }
 
+function toSignIn() {
+  location.href = `/signin?next=${encodeURIComponent(location.pathname)}`;
+}
+
 async function api(path, options = {}) {
   const response = await fetch(path, { headers: { "Content-Type": "application/json" }, ...options });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401 && state.accounts) toSignIn();
   if (!response.ok) throw new Error(body.error || `The server answered ${response.status}.`);
   return body;
+}
+
+async function whoAmI() {
+  // Open mode (a server on loopback): {"accounts": false}, and people type their name.
+  const response = await fetch("/api/auth/me");
+  if (response.status === 401) { toSignIn(); return false; }
+  const me = await response.json();
+  state.accounts = me.accounts;
+  if (me.accounts) {
+    state.user = me.name;
+    $("user").readOnly = true;
+    $("sign-out").hidden = false;
+  }
+  return true;
+}
+
+async function signOut() {
+  await fetch("/api/auth/signout", { method: "POST" });
+  toSignIn();
 }
 
 async function loadChannels() {
@@ -145,7 +171,14 @@ async function send(event) {
   }
 }
 
-function start() {
+async function start() {
+  try {
+    if (!(await whoAmI())) return;
+  } catch (error) {
+    showError(`The server cannot be reached: ${error.message}`);
+    return;
+  }
+  $("sign-out").addEventListener("click", () => signOut().catch((e) => showError(e.message)));
   $("channel-title").textContent = `# ${state.channel}`;
   $("user").value = state.user;
   $("user").addEventListener("change", () => {
