@@ -36,7 +36,12 @@ pytestmark = pytest.mark.timeout(120)
 
 #: Seconds any awaited outcome may take: generous, so that a loaded machine is slow, not red.
 WITHIN = 20.0
-#: Consecutive video packets lost in an outage (about 0.3 s of Alice's video).
+#: Alice's camera's frame rate. Lower than a real camera's 30, so that her ~35 packets a second
+#: leave the 128-packet RTP histories (hers, and the server's for each viewer) only after ~3.5 s:
+#: on a loaded machine a NACK's round trip can take over a second, and a packet gone from the
+#: history can no longer be resent (then only a keyframe helps, which these tests tell apart).
+FPS = 10
+#: Consecutive video packets lost in an outage (about 0.9 s of Alice's video).
 OUTAGE = 30
 
 
@@ -232,13 +237,14 @@ class Call:
 async def call(viewers: int = 2) -> AsyncIterator[Call]:
     """Alice and ``viewers`` people who only watch; everyone decodes her video on return.
 
-    Her camera's picture costs ~0.8 Mbit/s, about 100 packets a second, as a real camera's does.
+    Her camera's picture costs about 3.5 packets a frame, as a real camera's does (~0.8 Mbit/s at
+    30 fps); at :data:`FPS` that is ~35 packets a second.
     """
     async with media_app() as app, AsyncExitStack() as stack:
         alice = await stack.enter_async_context(
             HuddleClient(app.join_url(), "Alice", publish_video=False)
         )
-        camera = Camera(320, 240, noisy_rows=60, skip_late=True)
+        camera = Camera(320, 240, fps=FPS, noisy_rows=60, skip_late=True)
         transceiver = alice.pc.addTransceiver(camera, direction="sendonly")
         await alice.join()
         assert alice.you is not None
@@ -299,8 +305,8 @@ async def test_lost_publisher_packets_are_nacked_resent_and_forwarded_so_no_keyf
         start = c.now()
 
         # One in twelve of Alice's video packets is lost on the way (8%), and so is the first
-        # retransmission of every third of those; then all of them for 300 ms (an outage her
-        # 128-packet history still covers): NACK alone can repair everything.
+        # retransmission of every third of those; later all of them for about a second (an outage
+        # her 128-packet history still covers): NACK alone can repair everything.
         def lose(seq: int, retransmission: bool) -> bool:
             if not retransmission:
                 return seq % 12 == 0
@@ -311,6 +317,11 @@ async def test_lost_publisher_packets_are_nacked_resent_and_forwarded_so_no_keyf
 
         c.upstream.lose = lose
         await wait_for(lambda: len(c.upstream.dropped) >= 30, WITHIN, "30 lost packets")
+        # The outage comes once those are back: one lost just before it would have its retries
+        # lost in it too, and be given up (as it should: that is the next test's case).
+        c.upstream.lose = None
+        scattered = set(c.upstream.dropped)
+        await wait_for(lambda: scattered <= set(c.upstream.resent), WITHIN, "those resent")
         outage = len(c.upstream.dropped) + OUTAGE
         c.upstream.lose = lose_next(OUTAGE, c.upstream.dropped)
         await wait_for(lambda: len(c.upstream.dropped) >= outage, WITHIN, "the outage")
