@@ -31,7 +31,9 @@ def huddle_card(
 ) -> Post:
     """The card for ``huddle`` in ``channel`` (default: its home), given its attendance log."""
     channel = channel or huddle.channel
-    lines = [f"Started by {huddle.host_name} · id `{huddle.id}`"]
+    lines = [f"Hosted by {huddle.host_name} · id `{huddle.id}`"]
+    if huddle.locked and huddle.is_open:
+        lines[0] += " · locked"
     if channel != huddle.channel:
         lines[0] += f" · shared from #{huddle.channel.channel_id} ({huddle.channel.platform})"
     if huddle.is_open:

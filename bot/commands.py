@@ -93,6 +93,8 @@ class Commands:
             return await self._list(command)
         if isinstance(request, parser.EndHuddle):
             return await self._end(command, request)
+        if isinstance(request, parser.LockHuddle | parser.HostLink):
+            return await self._host_only(command, request)
         if isinstance(request, parser.ScheduleMeeting):
             return await self._schedule(command, request)
         if isinstance(request, parser.SetZone):
@@ -111,14 +113,16 @@ class Commands:
 
     async def _start(self, command: Command, request: parser.StartHuddle) -> CommandResult:
         huddle, delivered = await self.huddles.create(command.channel, command.user, request.title)
+        # Whoever typed `/meet` hosts it: their link, unlike the card's, is for them alone.
+        host = self.huddles.host_reply(huddle)
         if delivered is None:
             queued = Reply(
                 f"Huddle `{huddle.id}` is open; its card is on its way (the chat platform is "
-                "slow to answer right now).",
-                (Button("Join", self.huddles.join_url(huddle.id)),),
+                f"slow to answer right now). {host.text}",
+                host.buttons,
             )
             return CommandResult(replies=[queued])
-        return CommandResult(posted=[delivered])
+        return CommandResult(posted=[delivered], replies=[host])
 
     async def _list(self, command: Command) -> CommandResult:
         store = self.huddles.store
@@ -165,6 +169,26 @@ class Commands:
             return _reply(f"Only {huddle.host_name}, who started `{huddle.id}`, can end it.")
         await self.huddles.end(huddle.id, "ended by host")
         return _reply(f"Ended “{huddle.title}” (`{huddle.id}`).")
+
+    async def _host_only(
+        self, command: Command, request: parser.LockHuddle | parser.HostLink
+    ) -> CommandResult:
+        huddle = await self.huddles.store.huddle(request.huddle_id)
+        if huddle is None or huddle.channel.platform != command.channel.platform:
+            return _reply(f"There is no huddle `{request.huddle_id}`. `/meet list` shows ids.")
+        if not huddle.is_open:
+            return _reply(f"Huddle `{huddle.id}` has already ended.")
+        if huddle.host_id != command.user.id:
+            return _reply(f"Only {huddle.host_name}, who hosts `{huddle.id}`, can do that.")
+        if isinstance(request, parser.HostLink):
+            return CommandResult(replies=[self.huddles.host_reply(huddle)])
+        await self.huddles.set_locked(huddle, request.locked, command.user.name)
+        if request.locked:
+            return _reply(
+                f"Locked “{huddle.title}” (`{huddle.id}`): nobody new gets in, except with a "
+                f"host link. `/meet unlock {huddle.id}` opens it again."
+            )
+        return _reply(f"Unlocked “{huddle.title}” (`{huddle.id}`): the card's link works again.")
 
     async def _share(self, command: Command, request: parser.ShareHuddle) -> CommandResult:
         huddle = await self.huddles.store.huddle(request.huddle_id)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from bot.cards import huddle_card
 from bot.config import Settings
@@ -18,14 +18,29 @@ from bot.delivery import Publisher
 from bot.public_url import LinkBase
 from bot.records import Attendance, Huddle
 from bot.store import Store
-from bot.types import ChannelRef, Clock, Delivered, HuddleSnapshot, Post, User, utc_now
+from bot.types import (
+    Button,
+    ChannelRef,
+    Clock,
+    Delivered,
+    HuddleSnapshot,
+    Post,
+    Reply,
+    User,
+    utc_now,
+)
 from media.events import (
+    EndRequested,
     HuddleAccess,
     MediaEvent,
     MediaListener,
     NotesChanged,
     ParticipantJoined,
+    ParticipantLeft,
+    ParticipantRemoved,
+    RoomLocked,
 )
+from media.tokens import Role
 
 log = logging.getLogger("huddle.huddles")
 
@@ -43,11 +58,13 @@ def new_huddle_id() -> str:
 class Media(Protocol):
     """What the core needs from the media core (``media.server.MediaServer`` provides it)."""
 
-    def join_url(self, huddle_id: str, expires_at: float) -> str: ...
+    def join_url(self, huddle_id: str, expires_at: float, role: Role = "participant") -> str: ...
 
     def subscribe(self, listener: MediaListener) -> None: ...
 
     async def end_huddle(self, huddle_id: str, reason: str) -> None: ...
+
+    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None: ...
 
 
 class HuddleService:
@@ -203,11 +220,26 @@ class HuddleService:
         )
         return True, delivered
 
-    def join_url(self, huddle_id: str) -> str:
-        """A fresh signed link to the huddle's page."""
+    def join_url(self, huddle_id: str, role: Role = "participant") -> str:
+        """A fresh signed link to the huddle's page (the card's; ``host`` for the host's own)."""
         expires = self.clock().timestamp() + self.settings.link_ttl
-        url = self.media.join_url(huddle_id, expires)
+        url = self.media.join_url(huddle_id, expires, role)
         return self.link_base.rebase(url) if self.link_base else url
+
+    def host_reply(self, huddle: Huddle) -> Reply:
+        """The host's own link, for their eyes only (ephemeral, or a direct message)."""
+        return Reply(
+            f"You host “{huddle.title}” (`{huddle.id}`). Join with your host link to mute, "
+            "remove, lock or end for everyone; keep it to yourself (the card's link makes "
+            f"participants). From here: `/meet lock {huddle.id}`, `/meet end {huddle.id}`.",
+            (Button("Join as host", self.join_url(huddle.id, "host")),),
+        )
+
+    async def set_locked(self, huddle: Huddle, locked: bool, by: str) -> None:
+        """Lock or unlock the huddle from the channel; the call follows at once."""
+        await self.store.set_locked(huddle.id, locked)
+        await self.media.set_locked(huddle.id, locked, by)
+        self.refresh_card(huddle.id)
 
     async def gate(self, huddle_id: str) -> HuddleAccess | None:
         """Asked by the media core before letting anyone in."""
@@ -217,8 +249,17 @@ class HuddleService:
         reason = ""
         if not huddle.is_open and huddle.ended_at:
             reason = f"This huddle ended at {huddle.ended_at:%H:%M} UTC on {huddle.ended_at:%d %b}."
-        notes = await self.store.notes(huddle_id) if huddle.is_open else ""
-        return HuddleAccess(huddle_id, huddle.title, huddle.is_open, reason, notes)
+        if not huddle.is_open:
+            return HuddleAccess(huddle_id, huddle.title, False, reason)
+        return HuddleAccess(
+            huddle_id,
+            huddle.title,
+            True,
+            reason,
+            await self.store.notes(huddle_id),
+            locked=huddle.locked,
+            removed_seats=await self.store.removed_seats(huddle_id),
+        )
 
     # Events from the media core
 
@@ -229,7 +270,21 @@ class HuddleService:
             return
         if isinstance(event, NotesChanged):
             return  # the minutes keep the notes
-        if isinstance(event, ParticipantJoined):
+        if isinstance(event, RoomLocked):
+            await self.store.set_locked(event.huddle_id, event.locked)
+            self.refresh_card(event.huddle_id)
+            return
+        if isinstance(event, EndRequested):
+            # Not awaited here: ending waits for the media core, whose next events (everyone
+            # leaving) come through this same listener.
+            self._spawn(self._end_logged(event.huddle_id, f"ended by {event.by}"))
+            return
+        if isinstance(event, ParticipantRemoved):
+            await self.store.record_removed(
+                event.huddle_id, event.participant_id, event.seat, event.by, event.at
+            )
+            log.info("participant removed huddle=%s by=%s", event.huddle_id, event.by)
+        elif isinstance(event, ParticipantJoined):
             await self.store.record_join(
                 event.huddle_id, event.participant_id, event.name, event.at, self.settings.node
             )
@@ -237,7 +292,7 @@ class HuddleService:
             handle = self._end_timers.pop(event.huddle_id, None)
             if handle:
                 handle.cancel()
-        else:
+        elif isinstance(event, ParticipantLeft):
             await self.store.record_leave(event.huddle_id, event.participant_id, event.at)
             stays = await self.store.attendance(event.huddle_id)
             if all(s.left_at is not None for s in stays):
@@ -255,7 +310,10 @@ class HuddleService:
 
     def _end_later(self, huddle_id: str, reason: str) -> None:
         self._end_timers.pop(huddle_id, None)
-        task = asyncio.get_running_loop().create_task(self._end_logged(huddle_id, reason))
+        self._spawn(self._end_logged(huddle_id, reason))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

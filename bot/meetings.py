@@ -312,6 +312,19 @@ class MeetingService:
             meeting.channel, host, meeting.title, huddle_id=huddle_id, meeting_id=meeting.id
         )
         log.info("meeting started id=%s huddle=%s", meeting.id, huddle.id)
+        # Whoever scheduled it hosts it: their own link, privately (a direct message).
+        host_link = self.huddles.host_reply(huddle)
+        await self.publisher.publish(
+            Post(
+                key=f"{huddle.card_key}/host-link",
+                channel=meeting.channel,
+                title=f"You host: {meeting.title}",
+                text=host_link.text,
+                buttons=host_link.buttons,
+                to_user=meeting.host_id,
+            ),
+            wait=0,
+        )
         await self._refresh_agenda_cards(meeting.id, only=occurrence)
         await self.mirror(meeting.id)
         return huddle.id

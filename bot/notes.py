@@ -129,12 +129,16 @@ def notes_text(
         f"{started.astimezone(tz):%a %d %b %H:%M}–{ended.astimezone(tz):%H:%M} {zone}"
         f" · {duration_text(ended - started)}"
     ]
+    lines.append(f"Host: {huddle.host_name}")
     names = list(dict.fromkeys(s.name for s in stays))
+    removed = {s.name: s.removed_by for s in stays if s.removed_by}
     if names:
         lines.append(
             "Attendees: "
             + ", ".join(
-                f"{name} ({duration_text(time_in_call(stays, name, ended))})" for name in names
+                f"{name} ({duration_text(time_in_call(stays, name, ended))}"
+                + (f", removed by {removed[name]})" if name in removed else ")")
+                for name in names
             )
         )
     else:

@@ -11,6 +11,9 @@ SUBCOMMANDS = (
     "help",
     "list",
     "end",
+    "lock",
+    "unlock",
+    "host",
     "schedule",
     "tz",
     "cancel",
@@ -25,7 +28,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 USAGE = (
     "`/meet` starts a huddle here; `/meet <title>` names it.\n"
     "`/meet list` shows active huddles and upcoming meetings.\n"
-    "`/meet end <id>` ends a huddle (its host can).\n"
+    "`/meet end <id>` ends a huddle for everyone (its host can); `/meet lock <id>` and "
+    "`/meet unlock <id>` keep newcomers out or let them in again; `/meet host <id>` sends its "
+    "host your host link again.\n"
     "`/meet schedule <when> [<title>] [agenda: a; b]` schedules one, e.g. "
     "`/meet schedule tomorrow 10:00 Design review agenda: API; rollout`, "
     "`/meet schedule every weekday 09:30 for 15m Standup`, `/meet schedule in 10 minutes Sync`. "
@@ -59,6 +64,21 @@ class ListHuddles:
 @dataclass(frozen=True)
 class EndHuddle:
     """`/meet end <id>`."""
+
+    huddle_id: str
+
+
+@dataclass(frozen=True)
+class LockHuddle:
+    """`/meet lock <id>` (``locked``) or `/meet unlock <id>`."""
+
+    huddle_id: str
+    locked: bool
+
+
+@dataclass(frozen=True)
+class HostLink:
+    """`/meet host <id>`: the host's own link, again."""
 
     huddle_id: str
 
@@ -128,6 +148,8 @@ Request = (
     | ShowHelp
     | ListHuddles
     | EndHuddle
+    | LockHuddle
+    | HostLink
     | ScheduleMeeting
     | SetZone
     | CancelMeeting
@@ -163,6 +185,17 @@ def parse(text: str) -> Request:
         if not HUDDLE_ID.match(huddle_id):
             return _bad_id(rest)
         return EndHuddle(huddle_id=huddle_id)
+    if verb in ("lock", "unlock", "host"):
+        huddle_id = rest.lower()
+        if not rest:
+            return ParseError(
+                f"Which huddle? Type `/meet {verb} <id>`; `/meet list` shows the ids."
+            )
+        if not HUDDLE_ID.match(huddle_id):
+            return _bad_id(rest)
+        if verb == "host":
+            return HostLink(huddle_id)
+        return LockHuddle(huddle_id, locked=verb == "lock")
     if verb == "schedule":
         if not rest:
             return ParseError(

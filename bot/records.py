@@ -23,6 +23,8 @@ class Huddle:
     ended_at: datetime | None = None
     end_reason: str | None = None
     meeting_id: str | None = None
+    #: Locked by a host: only host links get in.
+    locked: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -49,6 +51,8 @@ class Attendance:
     name: str
     joined_at: datetime
     left_at: datetime | None
+    #: The host who removed them, if one did.
+    removed_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -60,6 +62,8 @@ huddles = Table(
     Column("ended_at", UtcDateTime(), nullable=True),
     Column("end_reason", String(64), nullable=True),
     Column("meeting_id", String(16), nullable=True),  # migration 0002
+    # Locked by a host (0008): only host links get in.
+    Column("locked", Boolean, nullable=False, server_default=false()),
     Index("ix_huddles_state", "state"),
 )
 
@@ -75,6 +79,9 @@ attendance = Table(
     # The process whose media server holds the participant (0005): a restarting process closes
     # only its own stale stays, never those of a sibling sharing the database.
     Column("node", String(128), nullable=True),
+    # Who removed them, and the seat (browser) they were in, which stays barred (0008).
+    Column("removed_by", String(128), nullable=True),
+    Column("seat", String(64), nullable=True),
     Index("ix_attendance_huddle", "huddle_id"),
 )
 

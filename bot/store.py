@@ -346,9 +346,45 @@ class Store:
                 name=row.name,
                 joined_at=row.joined_at,
                 left_at=row.left_at,
+                removed_by=row.removed_by,
             )
             for row in rows
         ]
+
+    async def record_removed(
+        self, huddle_id: str, participant_id: str, seat: str, by: str, at: datetime
+    ) -> None:
+        """A host removed the participant: their stay ends, their seat stays barred."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(attendance)
+                .where(
+                    attendance.c.huddle_id == huddle_id,
+                    attendance.c.participant_id == participant_id,
+                )
+                .values(
+                    removed_by=by,
+                    seat=seat or None,
+                    left_at=func.coalesce(attendance.c.left_at, at),
+                )
+            )
+
+    async def removed_seats(self, huddle_id: str) -> frozenset[str]:
+        """The seats hosts removed from the huddle."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(attendance.c.seat).where(
+                    attendance.c.huddle_id == huddle_id, attendance.c.seat.is_not(None)
+                )
+            )
+            return frozenset(row.seat for row in rows)
+
+    async def set_locked(self, huddle_id: str, locked: bool) -> None:
+        """Lock or unlock the huddle."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(huddles).where(huddles.c.id == huddle_id).values(locked=locked)
+            )
 
     async def close_stale_attendance(self, at: datetime, node: str = "") -> int:
         """After a restart nobody is connected here: close stays this ``node`` left open.
@@ -921,6 +957,7 @@ def _huddle(row: Row[Any]) -> Huddle:
         ended_at=row.ended_at,
         end_reason=row.end_reason,
         meeting_id=row.meeting_id,
+        locked=bool(row.locked),
     )
 
 

@@ -22,7 +22,16 @@ from dataclasses import field as default
 from datetime import datetime
 from typing import Any
 
-from media.events import HuddleAccess, MediaEvent, NotesChanged, ParticipantJoined, ParticipantLeft
+from media.events import (
+    EndRequested,
+    HuddleAccess,
+    MediaEvent,
+    NotesChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantRemoved,
+    RoomLocked,
+)
 from media.network import MediaNetwork, PortRange
 from media.server import MediaStats
 
@@ -139,7 +148,9 @@ def field(message: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> 
 
 def access_to_wire(access: HuddleAccess | None) -> dict[str, Any] | None:
     """The gate's answer as JSON (None: no such huddle)."""
-    return None if access is None else asdict(access)
+    if access is None:
+        return None
+    return {**asdict(access), "removed_seats": sorted(access.removed_seats)}
 
 
 def access_from_wire(data: object) -> HuddleAccess | None:
@@ -155,12 +166,29 @@ def access_from_wire(data: object) -> HuddleAccess | None:
         open=field(access, "open", bool),
         closed_reason=field(access, "closed_reason", str),
         notes=field(access, "notes", str),
+        locked=field(access, "locked", bool),
+        removed_seats=frozenset(_strings(access, "removed_seats")),
     )
+
+
+def _strings(message: dict[str, Any], name: str) -> list[str]:
+    values = field(message, name, list)
+    strings = [value for value in values if isinstance(value, str)]
+    if len(strings) != len(values):
+        raise ControlError(f"`{name}` must be a list of strings")
+    return strings
 
 
 def event_to_wire(event: MediaEvent) -> dict[str, Any]:
     """A media event as JSON (``at`` in ISO 8601 with its offset)."""
-    kind = {ParticipantJoined: "joined", ParticipantLeft: "left", NotesChanged: "notes"}
+    kind = {
+        ParticipantJoined: "joined",
+        ParticipantLeft: "left",
+        NotesChanged: "notes",
+        ParticipantRemoved: "removed",
+        RoomLocked: "locked",
+        EndRequested: "end",
+    }
     return {"kind": kind[type(event)], **asdict(event), "at": event.at.isoformat()}
 
 
@@ -179,12 +207,19 @@ def event_from_wire(data: object) -> MediaEvent:
     kind = event.get("kind")
     if kind == "notes":
         return NotesChanged(huddle_id, field(event, "text", str), field(event, "by", str), at)
+    if kind == "locked":
+        return RoomLocked(huddle_id, field(event, "locked", bool), field(event, "by", str), at)
+    if kind == "end":
+        return EndRequested(huddle_id, field(event, "by", str), at)
     participant = field(event, "participant_id", str)
     name = field(event, "name", str)
     if kind == "joined":
         return ParticipantJoined(huddle_id, participant, name, at)
     if kind == "left":
         return ParticipantLeft(huddle_id, participant, name, at)
+    if kind == "removed":
+        seat, by = field(event, "seat", str), field(event, "by", str)
+        return ParticipantRemoved(huddle_id, participant, name, seat, by, at)
     raise ControlError(f"unknown event kind {kind!r}")
 
 

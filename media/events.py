@@ -45,7 +45,49 @@ class NotesChanged:
     at: datetime
 
 
-MediaEvent = ParticipantJoined | ParticipantLeft | NotesChanged
+@dataclass(frozen=True)
+class ParticipantRemoved:
+    """A host removed someone (their :class:`ParticipantLeft` follows).
+
+    ``seat`` names the browser they joined from (the join page's cookie): the same link opened
+    there again is refused for the rest of the huddle.
+    """
+
+    huddle_id: str
+    participant_id: str
+    name: str
+    seat: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RoomLocked:
+    """A host locked the huddle (``locked``) or unlocked it, from the call."""
+
+    huddle_id: str
+    locked: bool
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class EndRequested:
+    """A host pressed "End for all": the bot ends the huddle as for any end."""
+
+    huddle_id: str
+    by: str
+    at: datetime
+
+
+MediaEvent = (
+    ParticipantJoined
+    | ParticipantLeft
+    | NotesChanged
+    | ParticipantRemoved
+    | RoomLocked
+    | EndRequested
+)
 MediaListener = Callable[[MediaEvent], Awaitable[None]]
 
 
@@ -60,6 +102,10 @@ class HuddleAccess:
     closed_reason: str = ""
     #: The shared notes so far (they outlive the room: a reload or a rejoin finds them).
     notes: str = ""
+    #: Locked by a host: only host links get in.
+    locked: bool = False
+    #: Seats (browsers) a host removed: refused for the rest of the huddle.
+    removed_seats: frozenset[str] = frozenset()
 
 
 #: Asked before every join page and signaling connection; ``None`` means "no such huddle".

@@ -16,8 +16,25 @@ MAX_MESSAGE_BYTES = 64 * 1024
 #: server offer is outstanding the limit grows by this much per m-line in it.
 SDP_BYTES_PER_MLINE = 2 * 1024
 
+#: ``type`` values only a host (or co-host) may send; anyone else gets ``forbidden``.
+HOST_TYPES = frozenset(
+    {
+        "mute",
+        "mute-all",
+        "ask-camera-off",
+        "allow-unmute",
+        "let-speak",
+        "remove",
+        "lock",
+        "role",
+        "end",
+    }
+)
+
 #: ``type`` values a client may send.
-CLIENT_TYPES = frozenset({"join", "offer", "answer", "state", "notes", "leave", "ping"})
+CLIENT_TYPES = (
+    frozenset({"join", "offer", "answer", "state", "notes", "leave", "ping"}) | HOST_TYPES
+)
 
 #: Longest shared notes, in characters.
 MAX_NOTES = 20_000
@@ -33,7 +50,15 @@ ErrorCode = Literal[
     "huddle_full",
     "no_media_port",
     "media_unreachable",
+    "forbidden",
+    "locked",
+    "removed",
+    "no_such_participant",
 ]
+
+#: A participant's role in the call: ``host`` (from the host link, or passed on), ``cohost`` (made
+#: one by a host: the same powers), ``participant`` (the card's link), ``guest``.
+CallRole = Literal["host", "cohost", "participant", "guest"]
 
 MediaKind = Literal["audio", "video"]
 
@@ -45,6 +70,9 @@ class ParticipantInfo(TypedDict):
     name: str
     audio: bool
     video: bool
+    role: CallRole
+    #: False while a host keeps them muted: the server forwards none of their audio.
+    speak: bool
 
 
 class StreamInfo(TypedDict):
@@ -62,6 +90,14 @@ class HuddleInfo(TypedDict):
     title: str
 
 
+class RoomInfo(TypedDict):
+    """What hosts decided for the whole call."""
+
+    locked: bool
+    #: Whether people a host muted may unmute themselves.
+    unmuteAllowed: bool
+
+
 class WelcomeMessage(TypedDict):
     """Reply to ``join``."""
 
@@ -70,6 +106,44 @@ class WelcomeMessage(TypedDict):
     participants: list[ParticipantInfo]
     huddle: HuddleInfo
     notes: str
+    room: RoomInfo
+
+
+class RoomMessage(TypedDict):
+    """A host changed the room's settings."""
+
+    type: Literal["room"]
+    room: RoomInfo
+
+
+class NoticeMessage(TypedDict):
+    """A host did something everyone should know about ("Alice muted everyone")."""
+
+    type: Literal["notice"]
+    text: str
+
+
+class MutedMessage(TypedDict):
+    """A host muted you: turn your microphone off (the server already told the others)."""
+
+    type: Literal["muted"]
+    by: str
+    #: Whether you may unmute yourself again.
+    speak: bool
+
+
+class CameraOffAskedMessage(TypedDict):
+    """A host asks you to turn your camera off."""
+
+    type: Literal["camera-off-asked"]
+    by: str
+
+
+class MaySpeakMessage(TypedDict):
+    """A host let you speak again (you may unmute yourself)."""
+
+    type: Literal["may-speak"]
+    by: str
 
 
 class AnswerMessage(TypedDict):
@@ -160,4 +234,9 @@ ServerMessage = (
     | ErrorMessage
     | NotesMessage
     | PongMessage
+    | RoomMessage
+    | NoticeMessage
+    | MutedMessage
+    | CameraOffAskedMessage
+    | MaySpeakMessage
 )

@@ -41,7 +41,15 @@ from media.forwarding import (
     tap_publisher,
 )
 from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
-from media.messages import ErrorCode, MediaKind, ParticipantInfo, ServerMessage, StreamInfo
+from media.messages import (
+    CallRole,
+    ErrorCode,
+    MediaKind,
+    ParticipantInfo,
+    RoomInfo,
+    ServerMessage,
+    StreamInfo,
+)
 from media.network import MediaNetwork, PortsExhausted
 
 log = logging.getLogger(__name__)
@@ -91,11 +99,26 @@ class Slot:
 class Participant:
     """Someone in a room: their name and media state, their connection, what they publish."""
 
-    def __init__(self, participant_id: str, name: str, connection: Connection) -> None:
+    def __init__(
+        self,
+        participant_id: str,
+        name: str,
+        connection: Connection,
+        role: CallRole = "participant",
+        seat: str = "",
+    ) -> None:
         self.id = participant_id
         self.name = name
         self.audio = True
         self.video = True
+        #: Their role now (the join link's, or what a host made them since).
+        self.role: CallRole = role
+        #: What they are when not (or no longer) a co-host.
+        self.link_role: CallRole = "participant" if role in ("host", "cohost") else role
+        #: The browser they joined from (the join page's cookie): what a removal bars.
+        self.seat = seat
+        #: False while a host keeps them muted: nobody is sent their audio (:meth:`Room.sync`).
+        self.may_speak = True
         self.connection = connection
         self.pc: RTCPeerConnection | None = None
         #: Their own tracks, tapped for forwarding, by kind.
@@ -111,9 +134,21 @@ class Participant:
         self.left = False
         self.negotiation = asyncio.Lock()
 
+    @property
+    def is_host(self) -> bool:
+        """Whether they have a host's powers (the host, or a co-host)."""
+        return self.role in ("host", "cohost")
+
     def info(self) -> ParticipantInfo:
         """The participant object of the protocol."""
-        return {"id": self.id, "name": self.name, "audio": self.audio, "video": self.video}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "audio": self.audio,
+            "video": self.video,
+            "role": self.role,
+            "speak": self.may_speak,
+        }
 
     def streams(self) -> list[StreamInfo]:
         """The ``streams`` map: every negotiated slot that carries something now."""
@@ -207,11 +242,18 @@ class Room:
         on_empty: Callable[[Room], None],
         ids: Iterator[int],
         notes: str = "",
+        locked: bool = False,
     ) -> None:
         self.id = huddle_id
         self.title = title
         self.notes = notes
         self.participants: dict[str, Participant] = {}
+        #: Locked by a host: nobody new gets in but hosts.
+        self.locked = locked
+        #: Whether people a host muted may unmute themselves.
+        self.unmute_allowed = True
+        #: Seats a host removed: refused for as long as this room lives (the bot's gate after).
+        self.removed_seats: set[str] = set()
         self._stats = stats
         self._ice_servers = ice_servers
         self._network = network or MediaNetwork()
@@ -226,10 +268,15 @@ class Room:
 
     # -- membership ---------------------------------------------------------------------------
 
-    def add(self, name: str, connection: Connection) -> Participant:
+    def add(
+        self, name: str, connection: Connection, role: CallRole = "participant", seat: str = ""
+    ) -> Participant:
         """Let ``name`` in: welcome them, tell the others, emit :class:`ParticipantJoined`."""
-        participant = Participant(f"p-{next(self._ids)}", name, connection)
+        participant = Participant(f"p-{next(self._ids)}", name, connection, role, seat)
         others = list(self.participants.values())
+        if not self.unmute_allowed and not participant.is_host:
+            participant.may_speak = False
+            participant.audio = False
         self.participants[participant.id] = participant
         connection.send(
             {
@@ -238,6 +285,7 @@ class Room:
                 "participants": [other.info() for other in others],
                 "huddle": {"id": self.id, "title": self.title},
                 "notes": self.notes,
+                "room": self.room_info(),
             }
         )
         self._broadcast(
@@ -278,6 +326,8 @@ class Room:
         )
         self._emit(ParticipantLeft(self.id, participant.id, participant.name, self._clock()))
         if not self._ending:
+            if participant.is_host:
+                self._pass_host()
             for other in self.participants.values():
                 self._spawn(self.sync(other))
         if not self.participants:
@@ -308,7 +358,17 @@ class Room:
         self._emit(NotesChanged(self.id, text, participant.name, self._clock()))
 
     def update_state(self, participant: Participant, *, audio: bool, video: bool) -> None:
-        """Record a mute/camera change and tell the others."""
+        """Record a mute/camera change and tell the others.
+
+        Unmuting is refused while a host keeps the participant muted; their audio is not
+        forwarded then anyway (:meth:`sync`), whatever their client does.
+        """
+        if audio and not participant.audio and not participant.may_speak:
+            raise ProtocolError(
+                "forbidden",
+                "A host muted you and has not let participants unmute themselves; "
+                "raise your hand or ask in the chat.",
+            )
         if (participant.audio, participant.video) == (audio, video):
             return
         participant.audio = audio
@@ -316,6 +376,50 @@ class Room:
         self._broadcast(
             {"type": "participant-updated", "participant": participant.info()}, participant
         )
+
+    # -- what hosts change ---------------------------------------------------------------------
+
+    def room_info(self) -> RoomInfo:
+        """The room's settings as the protocol tells them."""
+        return {"locked": self.locked, "unmuteAllowed": self.unmute_allowed}
+
+    def hosts(self) -> list[Participant]:
+        """Everyone with a host's powers, in joining order."""
+        return [p for p in self.participants.values() if p.is_host]
+
+    def tell_everyone(self, message: ServerMessage) -> None:
+        """Send ``message`` to every participant."""
+        for participant in self.participants.values():
+            participant.connection.send(message)
+
+    def updated(self, participant: Participant) -> None:
+        """Tell everyone (them too) that ``participant``'s state or role changed."""
+        self.tell_everyone({"type": "participant-updated", "participant": participant.info()})
+
+    def resync_all(self) -> None:
+        """Bring everyone's slots in line (after a change of who may be heard)."""
+        for participant in list(self.participants.values()):
+            self._spawn(self.sync(participant))
+
+    def emit(self, event: MediaEvent) -> None:
+        """Pass ``event`` to the media core's listeners."""
+        self._emit(event)
+
+    def now(self) -> datetime:
+        """The product's clock."""
+        return self._clock()
+
+    def _pass_host(self) -> None:
+        """The last host left: the co-host or participant who joined first becomes host."""
+        if not self.participants or self.hosts():
+            return
+        everyone = list(self.participants.values())
+        heir = next((p for p in everyone if p.role != "guest"), everyone[0])
+        heir.role = "host"
+        heir.may_speak = True
+        log.info("host_passed huddle=%s participant=%s", self.id, heir.id)
+        self.updated(heir)
+        self.tell_everyone({"type": "notice", "text": f"{heir.name} is now the host."})
 
     # -- negotiation ---------------------------------------------------------------------------
 
@@ -410,11 +514,14 @@ class Room:
                 return
             if participant.offer_outstanding:
                 return
+            # Someone a host keeps muted is heard by nobody: their audio is not forwarded at all
+            # (a change of slots, not a check per packet).
             wanted = [
                 (other.id, kind, forwarder)
                 for other in self.participants.values()
                 if other is not participant
                 for kind, forwarder in other.published.items()
+                if kind != "audio" or other.may_speak
             ]
             wanted_ids = {id(forwarder) for _, _, forwarder in wanted}
             for slot in participant.slots:
@@ -498,6 +605,10 @@ class Room:
         for other in self.participants.values():
             if other is not sender:
                 other.connection.send(message)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in the background; a failure is logged with the huddle."""
+        self._spawn(coroutine)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -13,6 +13,8 @@ import html
 import itertools
 import json
 import logging
+import re
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +23,28 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from media import tokens
-from media.events import HuddleAccess, HuddleGate, MediaListener, Subscribers
+from media import hosting, tokens
+from media.events import (
+    HuddleAccess,
+    HuddleGate,
+    MediaEvent,
+    MediaListener,
+    ParticipantRemoved,
+    RoomLocked,
+    Subscribers,
+)
 from media.forwarding import ForwardingStats
 from media.limits import RateLimit, retry_text
+from media.messages import CallRole
 from media.network import MediaNetwork
 from media.rooms import Room
-from media.signaling import HARD_FRAME_LIMIT, SignalingCounters, SignalingSession
+from media.signaling import (
+    HARD_FRAME_LIMIT,
+    LOCKED,
+    REMOVED,
+    SignalingCounters,
+    SignalingSession,
+)
 from media.turn import IceServers
 
 log = logging.getLogger(__name__)
@@ -62,6 +79,11 @@ JOIN_PAGE_CSP = (
 JOIN_BURST = 60
 JOIN_RATE = 1.0
 
+#: The cookie naming a browser (its "seat"): what a host's removal bars, since everyone in a
+#: channel holds the same card link. HttpOnly: page scripts never see it.
+SEAT_COOKIE = "huddle_seat"
+_SEAT = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
 #: Seconds between WebSocket pings: a vanished client is noticed within twice this.
 HEARTBEAT_SECONDS = 15.0
 
@@ -75,6 +97,10 @@ class Admission:
 
     access: HuddleAccess
     claims: tokens.JoinClaims
+    #: The browser's seat (its cookie; a fresh one if it had none).
+    seat: str
+    #: True when the seat was made for this request (the join page then sets the cookie).
+    new_seat: bool = False
 
 
 def _utc_now() -> datetime:
@@ -146,6 +172,11 @@ class MediaFront:
         self._closing = False
         #: Signaling connections per client address (loopback, a worker's front, is exempt).
         self._join_limit = join_limit or RateLimit(JOIN_BURST, JOIN_RATE)
+        #: What hosts decided in calls, as soon as the rooms say so (the gate, fed by the bot,
+        #: catches up): seats removed, and whether each huddle is locked now.
+        self._removed: dict[str, set[str]] = {}
+        self._locked: dict[str, bool] = {}
+        self._subscribers.add(self._note_host_decision)
 
     def add_routes(self, app: web.Application) -> None:
         """Serve the join page, the signaling socket and the web client's files on ``app``."""
@@ -153,10 +184,20 @@ class MediaFront:
         app.router.add_get("/h/{huddle_id}/ws", self._signaling)
         app.router.add_get("/media/web/{file}", _static_file)
 
-    def join_url(self, huddle_id: str, expires_at: float) -> str:
-        """The link that lets its holder into ``huddle_id`` until ``expires_at`` (unix time)."""
-        token = tokens.issue(self._secret, huddle_id, expires_at)
+    def join_url(self, huddle_id: str, expires_at: float, role: tokens.Role = "participant") -> str:
+        """The link that lets its holder into ``huddle_id`` as ``role`` until ``expires_at``."""
+        token = tokens.issue(self._secret, huddle_id, expires_at, role)
         return f"{self._public_url}/h/{quote(huddle_id, safe='')}?t={token}"
+
+    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None:
+        """Lock or unlock ``huddle_id`` from outside the call (``/meet lock``)."""
+        self._locked[huddle_id] = locked
+
+    async def _note_host_decision(self, event: MediaEvent) -> None:
+        if isinstance(event, ParticipantRemoved) and event.seat:
+            self._removed.setdefault(event.huddle_id, set()).add(event.seat)
+        elif isinstance(event, RoomLocked):
+            self._locked[event.huddle_id] = event.locked
 
     def subscribe(self, listener: MediaListener) -> None:
         """Call ``listener`` with every :class:`media.events.MediaEvent`, in order."""
@@ -184,7 +225,16 @@ class MediaFront:
             return "This huddle does not exist (or no longer does)."
         if not access.open:
             return access.closed_reason or "This huddle has ended."
-        return Admission(access, claims)
+        seat = request.cookies.get(SEAT_COOKIE, "")
+        new_seat = not _SEAT.match(seat)
+        if new_seat:
+            seat = secrets.token_urlsafe(18)
+        elif seat in access.removed_seats or seat in self._removed.get(huddle_id, ()):
+            return REMOVED
+        locked = self._locked.get(huddle_id, access.locked)
+        if locked and claims.role != "host":
+            return LOCKED
+        return Admission(access, claims, seat, new_seat)
 
     def _join_limited(self, request: web.Request) -> web.Response | None:
         """A 429 refusal when this address has joined too often just now, else None."""
@@ -236,11 +286,22 @@ class MediaFront:
             .replace("{{title}}", html.escape(access.title))
             .replace("{{config}}", json.dumps(config).replace("<", "\\u003c"))
         )
-        return web.Response(
+        response = web.Response(
             text=page,
             content_type="text/html",
             headers={**PRIVATE_HEADERS, "Content-Security-Policy": JOIN_PAGE_CSP},
         )
+        if admission.new_seat:
+            response.set_cookie(
+                SEAT_COOKIE,
+                admission.seat,
+                path="/h/",
+                httponly=True,
+                samesite="Strict",
+                secure=self._public_url.startswith("https:"),
+                max_age=30 * 24 * 3600,
+            )
+        return response
 
     async def _signaling(self, request: web.Request) -> web.StreamResponse:
         raise NotImplementedError
@@ -293,6 +354,13 @@ class MediaServer(MediaFront):
         room = self._rooms.pop(huddle_id, None)
         if room is not None:
             await room.end(reason)
+
+    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None:
+        """Lock or unlock ``huddle_id`` from outside the call; the people in it are told."""
+        await super().set_locked(huddle_id, locked, by)
+        room = self._rooms.get(huddle_id)
+        if room is not None:
+            hosting.set_locked(room, locked, by)
 
     def stats(self) -> MediaStats:
         """Counters since start, and who is connected now."""
@@ -359,6 +427,8 @@ class MediaServer(MediaFront):
             max_participants=self._max_participants,
             counters=self._counters,
             peer=request.remote or "?",
+            role=_call_role(admission.claims.role),
+            seat=admission.seat,
         )
         self._sessions.add(session)
         try:
@@ -383,7 +453,9 @@ class MediaServer(MediaFront):
                 on_empty=self._forget_room,
                 ids=self._participant_ids,
                 notes=access.notes,
+                locked=self._locked.get(access.huddle_id, access.locked),
             )
+            room.removed_seats |= access.removed_seats | self._removed.get(access.huddle_id, set())
             self._rooms[access.huddle_id] = room
             log.info("huddle_opened huddle=%s", access.huddle_id)
         return room
@@ -395,6 +467,11 @@ class MediaServer(MediaFront):
 
 
 # -- helpers of MediaFront and its subclasses --------------------------------------------------
+
+
+def _call_role(role: tokens.Role) -> CallRole:
+    """What a join link's role makes someone in the call."""
+    return role
 
 
 def signaling_refusal(

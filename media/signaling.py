@@ -19,11 +19,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from media import hosting
 from media.messages import (
     CLIENT_TYPES,
+    HOST_TYPES,
     MAX_MESSAGE_BYTES,
     MAX_NOTES,
     SDP_BYTES_PER_MLINE,
+    CallRole,
     ErrorCode,
     ServerMessage,
 )
@@ -45,6 +48,11 @@ MAX_QUEUED_MESSAGES = 512
 MAX_NAME_CHARS = 64
 
 EXPECTED = ", ".join(sorted(CLIENT_TYPES))
+
+#: What someone a host removed is told when they try again (the join page says it too).
+REMOVED = "A host removed you from this huddle; this link no longer lets you in."
+#: What someone is told when a host has locked the huddle.
+LOCKED = "A host has locked this huddle: nobody new can join until they unlock it."
 
 
 @dataclass
@@ -160,8 +168,13 @@ class SignalingSession:
         max_participants: int,
         counters: SignalingCounters,
         peer: str,
+        role: CallRole = "participant",
+        seat: str = "",
     ) -> None:
         self._ws = ws
+        #: From the signed join link: what this person is when they join.
+        self._role: CallRole = role
+        self._seat = seat
         self._huddle_id = huddle_id
         self._open_room = open_room
         self._ended_reason = ended_reason
@@ -293,7 +306,9 @@ class SignalingSession:
         room, participant = self._room, self._participant
         if room is None or participant is None:
             raise ProtocolError("bad_state", f"Send `join` before `{kind}`.")
-        if kind == "offer":
+        if kind in HOST_TYPES:
+            hosting.handle(room, participant, kind, data)
+        elif kind == "offer":
             await room.publish(participant, _sdp(data))
         elif kind == "answer":
             sdp = _sdp(data)
@@ -316,6 +331,12 @@ class SignalingSession:
             self._done = "huddle ended"
             return
         room = self._open_room()
+        if self._seat and self._seat in room.removed_seats:
+            self._done = "removed"
+            raise ProtocolError("removed", REMOVED, fatal=True)
+        if room.locked and self._role != "host":
+            self._done = "locked"
+            raise ProtocolError("locked", LOCKED, fatal=True)
         if len(room.participants) >= self._max_participants:
             self._done = "huddle full"
             raise ProtocolError(
@@ -324,7 +345,7 @@ class SignalingSession:
                 fatal=True,
             )
         self._room = room
-        self._participant = room.add(name, self._connection)
+        self._participant = room.add(name, self._connection, self._role, self._seat)
         self._label = f"huddle={self._huddle_id} participant={self._participant.id}"
 
     def _error(

@@ -208,6 +208,12 @@ class Worker:
             huddle_id = control.field(message, "huddle", str)
             reason = control.field(message, "reason", str)
             self._spawn(self._end(request_id, huddle_id, reason))
+        elif kind == "lock":
+            request_id = control.field(message, "id", int)
+            huddle_id = control.field(message, "huddle", str)
+            locked = control.field(message, "locked", bool)
+            by = control.field(message, "by", str)
+            self._spawn(self._lock(request_id, huddle_id, locked, by))
         elif kind == "stats?":
             self.send_stats(control.field(message, "id", int))
         else:
@@ -216,6 +222,12 @@ class Worker:
     async def _end(self, request_id: int, huddle_id: str, reason: str) -> None:
         try:
             await self.server.end_huddle(huddle_id, reason)
+        finally:
+            self.send({"type": "done", "id": request_id})
+
+    async def _lock(self, request_id: int, huddle_id: str, locked: bool, by: str) -> None:
+        try:
+            await self.server.set_locked(huddle_id, locked, by)
         finally:
             self.send({"type": "done", "id": request_id})
 

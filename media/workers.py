@@ -45,6 +45,7 @@ from media.network import MediaNetwork
 from media.server import (
     CLOSE_TIMEOUT_SECONDS,
     HEARTBEAT_SECONDS,
+    SEAT_COOKIE,
     MediaFront,
     MediaStats,
     signaling_refusal,
@@ -314,6 +315,13 @@ class MediaWorkers(MediaFront):
         if worker is not None:
             await worker.request({"type": "end", "huddle": huddle_id, "reason": reason})
 
+    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None:
+        """Lock or unlock the huddle here (join pages) and on its worker (the call)."""
+        await super().set_locked(huddle_id, locked, by)
+        worker = self.worker_for(huddle_id)
+        if worker is not None:
+            await worker.request({"type": "lock", "huddle": huddle_id, "locked": locked, "by": by})
+
     def stats(self) -> MediaStats:
         """The workers' counters summed (as of their last snapshot), and who is connected now."""
         totals = dict(self._retired)
@@ -388,9 +396,11 @@ class MediaWorkers(MediaFront):
             encoded=True,
         )
         try:
-            upstream = await self._http.ws_connect(
-                target, max_msg_size=0, headers={control.PEER_HEADER: request.remote or "?"}
-            )
+            # The seat cookie goes along: the worker's room bars removed seats itself.
+            headers = {control.PEER_HEADER: request.remote or "?"}
+            if admission.seat and not admission.new_seat:
+                headers["Cookie"] = f"{SEAT_COOKIE}={admission.seat}"
+            upstream = await self._http.ws_connect(target, max_msg_size=0, headers=headers)
         except aiohttp.WSServerHandshakeError as exc:
             refused = exc.status == 403
             reason = "The huddle refused the connection." if refused else RESTARTING

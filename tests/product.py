@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -14,6 +15,7 @@ from aiohttp import web
 from adapters.server import Huddle, build
 from bot.config import Settings
 from bot.types import Clock
+from media import tokens
 from tests.conftest import free_port
 
 
@@ -70,3 +72,10 @@ async def running_huddle(
             yield RunningHuddle(parts=parts, url=settings.public_url, http=http)
     finally:
         await runner.cleanup()
+
+
+def link_role(url: str) -> str:
+    """The role a join link's signed token gives (read, not verified: the server verifies)."""
+    body = parse_qs(urlsplit(url).query)["t"][0].split(".")[0]
+    parts = tokens._unb64(body).decode().split("|")
+    return parts[2] if len(parts) > 2 else "participant"

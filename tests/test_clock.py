@@ -38,7 +38,7 @@ async def test_a_call_held_at_another_instant_is_timed_by_that_instant(
     async with running_huddle(
         tmp_path / "data", clock=clock, empty_grace=1.0, media_workers=workers
     ) as huddle:
-        [card] = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
+        card, _host_link = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
         async with HuddleClient(card["buttons"][0]["url"], "Alice", width=160, height=120) as alice:
             await alice.join(within=30)
         notes = await thread_post(huddle, "general", "Meeting notes: Retro")

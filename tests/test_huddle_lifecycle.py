@@ -52,7 +52,7 @@ async def thread_post(
 async def test_card_counts_people_and_the_notes_thread_follows_the_end(
     huddle: RunningHuddle,
 ) -> None:
-    [card] = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
+    card, _host_link = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
     url = card["buttons"][0]["url"]
 
     alice = HuddleClient(url, "Alice", width=320, height=240)
@@ -133,7 +133,7 @@ async def test_an_action_item_due_today_gets_its_follow_up_in_the_thread(
         await huddle.say("ops", "bob", f"/meet tz {bob_zone}")
         await huddle.say("ops", "carol", f"/meet tz {carol_zone}")
         await huddle.say("ops", "alice", f"/meet tz channel {channel_zone}")
-        [card] = (await huddle.say("ops", "alice", "/meet Incident review"))["posts"]
+        card, _host_link = (await huddle.say("ops", "alice", "/meet Incident review"))["posts"]
         async with HuddleClient(card["buttons"][0]["url"], "Alice", width=160, height=120) as alice:
             await alice.join()
             await card_text(huddle, "ops", card["id"], "1 in the huddle")
@@ -160,7 +160,7 @@ async def test_an_action_item_due_today_gets_its_follow_up_in_the_thread(
 async def test_one_huddle_shared_into_another_channel_updates_and_notes_everywhere(
     huddle: RunningHuddle,
 ) -> None:
-    [home] = (await huddle.say("general", "alice", "/meet Roadmap"))["posts"]
+    home, _host_link = (await huddle.say("general", "alice", "/meet Roadmap"))["posts"]
     huddle_id = huddle_id_of(home)
     [there] = (await huddle.say("design", "bob", f"/meet share {huddle_id}"))["posts"]
     assert there["channel"] == "design" and "shared from #general (web)" in there["text"]

@@ -260,6 +260,41 @@ async def test_ending_a_huddle_ends_the_call_on_its_worker(huddle: RunningHuddle
     await bob.close()
 
 
+async def test_host_controls_reach_the_worker_and_what_they_decide_comes_back(
+    huddle: RunningHuddle,
+) -> None:
+    huddle_id = huddle_ids_one_per_worker()[1]
+    url, card = await start_huddle(huddle, huddle_id, "Board")
+    host_url = huddle.parts.huddles.join_url(huddle_id, "host")
+    alice = HuddleClient(host_url, "Alice", publish_video=False)
+    mallory = HuddleClient(url, "Mallory", publish_video=False, seat="mallory-seat-0123456789")
+    try:
+        await alice.join()
+        await mallory.join()
+        assert mallory.you is not None
+        # Removed on the worker: the event reaches the bot through main, and the seat is
+        # refused by main's join page and by the worker's room alike.
+        await alice.send({"type": "remove", "participant": mallory.you["id"]})
+        assert (await mallory.expect("error", within=10))["code"] == "removed"
+        await card_text(huddle, "general", card, "1 in the huddle: Alice")
+        stays = await huddle.parts.store.attendance(huddle_id)
+        assert [(s.name, s.removed_by) for s in stays] == [("Alice", None), ("Mallory", "Alice")]
+        again = HuddleClient(url, "Mallory", publish_video=False, seat="mallory-seat-0123456789")
+        with pytest.raises(JoinError, match="403"):
+            await again.join()
+        await again.close()
+        # Locked from the channel: Alice's call on the worker hears of it.
+        await huddle.say("general", "alice", f"/meet lock {huddle_id}")
+        await alice.expect("room", where=lambda m: m["room"]["locked"], within=10)
+        late = HuddleClient(url, "Late", publish_video=False)
+        with pytest.raises(JoinError, match="403"):
+            await late.join()
+        await late.close()
+    finally:
+        await alice.close()
+        await mallory.close()
+
+
 async def test_a_killed_worker_comes_back_its_people_are_marked_gone_and_new_joins_work(
     huddle: RunningHuddle,
 ) -> None:
@@ -412,7 +447,7 @@ async def test_huddle_serve_with_two_workers_stops_cleanly_and_leaves_no_worker(
             f"{serve.url}/api/chat/general/messages", json={"user": "alice", "text": "/meet Sub"}
         ) as response,
     ):
-        [card] = (await response.json())["posts"]
+        card, _host_link = (await response.json())["posts"]
     alice, bob = await call(card["buttons"][0]["url"], "Alice", "Bob")
     await serve.stop()
     assert serve.process.returncode == 0, serve.log()[-2000:]

@@ -44,7 +44,8 @@ async def test_meet_in_the_web_chat_then_a_call_through_our_sfu(
     chat = await chat_page(browser, huddle.url, "alice")
     await chat.get_by_test_id("chat-input").fill("/meet Design review")
     await chat.get_by_test_id("chat-send").click()
-    card = chat.get_by_test_id("card").filter(has_text="Design review")
+    # The channel's card (the other post naming the huddle is Alice's private host link).
+    card = chat.get_by_test_id("card").filter(has_text="Design review").filter(has_text="Hosted by")
     await card.wait_for()
     join_link = card.get_by_test_id("card-button")
     url = await join_link.get_attribute("href")
@@ -101,7 +102,7 @@ async def test_meet_in_the_web_chat_then_a_call_through_our_sfu(
 async def test_a_tampered_or_expired_link_gets_a_clear_403_page(
     browser: Browser, huddle: RunningHuddle
 ) -> None:
-    [card] = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
+    card, _host_link = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
     url = card["buttons"][0]["url"]
     # The same huddle's link as the product signs it, but with an expiry a minute ago (by the
     # product's own clock).
@@ -124,7 +125,7 @@ async def test_joining_before_the_camera_preview_is_up_still_publishes_camera_an
     browser: Browser, huddle: RunningHuddle
 ) -> None:
     # A bug this caught: clicking Join at once showed the call with no camera and dead buttons.
-    [card] = (await huddle.say("general", "alice", "/meet Quick"))["posts"]
+    card, _host_link = (await huddle.say("general", "alice", "/meet Quick"))["posts"]
     context = await new_media_context(browser, huddle.url)
     page = await context.new_page()
     await page.goto(card["buttons"][0]["url"] + "&name=Erin", wait_until="domcontentloaded")
@@ -136,3 +137,54 @@ async def test_joining_before_the_camera_preview_is_up_still_publishes_camera_an
         "window.huddle.pc.getSenders().filter((s) => s.track).map((s) => s.track.kind).sort()"
     )
     assert kinds == ["audio", "video"]
+
+
+async def test_the_host_removes_someone_then_ends_for_all_and_the_notes_say_so(
+    browser: Browser, huddle: RunningHuddle
+) -> None:
+    chat = await chat_page(browser, huddle.url, "alice")
+    await chat.get_by_test_id("chat-input").fill("/meet Negotiation")
+    await chat.get_by_test_id("chat-send").click()
+    card = chat.get_by_test_id("card").filter(has_text="Hosted by alice")
+    await card.wait_for()
+    card_url = await card.get_by_test_id("card-button").get_attribute("href")
+    # Alice's own host link, which only she sees in the chat.
+    host_post = chat.get_by_test_id("card").filter(has_text="You host")
+    host_url = await host_post.get_by_role("link", name="Join as host").get_attribute("href")
+    assert card_url and host_url and host_url != card_url
+    bob_chat = await chat_page(browser, huddle.url, "bob")
+    await bob_chat.get_by_test_id("card").filter(has_text="Hosted by alice").wait_for()
+    assert await bob_chat.get_by_text("You host").count() == 0
+
+    alice = await join(browser, huddle.url, host_url, "Alice")
+    bob = await join(browser, huddle.url, card_url, "Bob")
+    ids = await participant_ids(alice)
+    await assert_receiving(alice, [ids["Bob"]])
+    # Bob has no host controls; Alice has, and removes him from the people list.
+    await bob.get_by_test_id("people-button").click()
+    assert await bob.get_by_test_id("host-controls").is_hidden()
+    assert await bob.get_by_test_id("host-remove").count() == 0
+    await alice.get_by_test_id("people-button").click()
+    await alice.get_by_test_id("host-controls").wait_for()
+    person = alice.get_by_test_id("person").filter(has_text="Bob")
+    await person.get_by_test_id("host-remove").click()
+
+    # Bob's call ends: the page says so and his connection is closed.
+    await bob.get_by_test_id("notice").filter(has_text="Alice removed you").wait_for()
+    assert await bob.evaluate("window.huddle.pc.connectionState") == "closed"
+    await alice.get_by_test_id("toast").filter(has_text="Alice removed Bob.").wait_for()
+    # The same link, in the same browser, is refused with a page that says why.
+    response = await bob.reload(wait_until="domcontentloaded")
+    assert response is not None and response.status == 403
+    assert "removed you" in await bob.get_by_test_id("refusal-reason").inner_text()
+
+    # Alice ends the huddle for everyone: the card and the notes follow as for any end.
+    alice.once("dialog", lambda dialog: dialog.accept())
+    await alice.get_by_test_id("end-button").click()
+    await alice.get_by_test_id("notice").filter(has_text="ended by Alice").wait_for()
+    await card.filter(has_text="Ended,").wait_for(timeout=15000)
+    thread = chat.locator("ol.thread > li").filter(has_text="Meeting notes: Negotiation")
+    await thread.wait_for(timeout=15000)
+    text = await thread.inner_text()
+    assert "Host: alice" in text
+    assert "Bob (1 min, removed by Alice)" in text

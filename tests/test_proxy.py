@@ -319,7 +319,7 @@ async def _meet_while_streaming(
             json={"user": "bob", "text": "/meet Behind the proxy"},
         ) as response:
             assert response.status == 200
-            [card] = (await response.json())["posts"]
+            card, _host_link = (await response.json())["posts"]
         # It reaches Alice while her stream stays open: nothing held it back.
         streamed = await _read_event(events.content)
         while streamed["id"] != card["id"]:

@@ -16,7 +16,7 @@ from dateutil.rrule import rrulestr
 
 from media.contrib.client import HuddleClient
 from tests.clock import ShiftedClock
-from tests.product import RunningHuddle, running_huddle
+from tests.product import RunningHuddle, link_role, running_huddle
 
 
 @pytest.fixture
@@ -89,6 +89,14 @@ async def test_a_meeting_in_seconds_gets_agenda_rsvp_reminder_and_starts(
     await wait_for_post(
         huddle, "team", "carol", lambda p: p["id"] == card["id"] and "Started." in p["text"]
     )
+    # Alice scheduled it, so she hosts it: her host link comes to her alone.
+    host_link = await wait_for_post(
+        huddle, "team", "alice", lambda p: p["ephemeral"] and p["title"] == "You host: Standup"
+    )
+    assert host_link["buttons"][0]["label"] == "Join as host"
+    assert link_role(host_link["buttons"][0]["url"]) == "host"
+    assert link_role(started["buttons"][0]["url"]) == "participant"
+    assert not any("You host" in p["title"] for p in await huddle.history("team", "carol"))
     # The reminder's meeting link now opens the call.
     async with huddle.http.get(reminder["buttons"][0]["url"], allow_redirects=False) as page:
         assert page.status == 302

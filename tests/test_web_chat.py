@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.product import RunningHuddle, running_huddle
+from tests.product import RunningHuddle, link_role, running_huddle
 
 
 @pytest.fixture
@@ -20,13 +20,20 @@ async def huddle(tmp_path: Path) -> AsyncIterator[RunningHuddle]:
 
 async def test_meet_posts_a_card_with_a_join_button(huddle: RunningHuddle) -> None:
     body = await huddle.say("general", "alice", "/meet Design review")
-    [card] = body["posts"]
+    card, host_link = body["posts"]
     assert card["title"] == "Design review"
     assert card["bot"] is True and card["ephemeral"] is False and card["thread_of"] is None
-    assert "Started by alice" in card["text"] and "Nobody in yet" in card["text"]
+    assert "Hosted by alice" in card["text"] and "Nobody in yet" in card["text"]
     [button] = card["buttons"]
     assert button["label"] == "Join"
     assert button["url"].startswith(f"{huddle.url}/h/")
+    # Alice typed /meet, so she hosts: her own link, which only she sees, makes her host.
+    assert host_link["ephemeral"] is True and "You host" in host_link["text"]
+    [host_button] = host_link["buttons"]
+    assert host_button["label"] == "Join as host" and host_button["url"] != button["url"]
+    assert link_role(host_button["url"]) == "host" and link_role(button["url"]) == "participant"
+    channel = await huddle.history("general", "bob")
+    assert host_button["url"] not in str(channel) and button["url"] in str(channel)
 
     async with huddle.http.get(button["url"]) as page:
         assert page.status == 200
@@ -68,7 +75,7 @@ async def test_replies_to_mistakes_are_only_for_the_person_who_typed(
 
 
 async def test_list_and_end_with_host_rules(huddle: RunningHuddle) -> None:
-    [card] = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
+    card, _host_link = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
     huddle_id = card["text"].split("id `")[1].split("`")[0]
 
     [listing] = (await huddle.say("general", "bob", "/meet list"))["posts"]
@@ -148,7 +155,7 @@ async def test_live_updates_stream_new_posts_and_edits(huddle: RunningHuddle) ->
     try:
         async with asyncio.timeout(30):
             await connected.wait()
-        [card] = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
+        card, _host_link = (await huddle.say("general", "alice", "/meet Standup"))["posts"]
         # Ephemeral for alice: bob must not see the help.
         await huddle.say("general", "alice", "/meet help")
         huddle_id = card["text"].split("id `")[1].split("`")[0]
@@ -199,3 +206,39 @@ async def test_healthz_and_metrics(huddle: RunningHuddle) -> None:
         line for line in text.splitlines() if line.startswith('huddle_errors_total{source="http"}')
     ]
     assert float(errors[0].split()[-1]) >= 1
+
+
+async def test_the_host_locks_and_unlocks_from_the_channel_and_the_call_follows(
+    huddle: RunningHuddle,
+) -> None:
+    from media.contrib.client import HuddleClient
+
+    card, host_post = (await huddle.say("general", "alice", "/meet Interview"))["posts"]
+    huddle_id = card["text"].split("id `")[1].split("`")[0]
+    card_url, host_url = card["buttons"][0]["url"], host_post["buttons"][0]["url"]
+    async with HuddleClient(card_url, "Carol", publish_video=False) as carol:
+        await carol.join()
+        [refusal] = (await huddle.say("general", "bob", f"/meet lock {huddle_id}"))["posts"]
+        assert "Only alice" in refusal["text"] and refusal["ephemeral"] is True
+        [locked] = (await huddle.say("general", "alice", f"/meet lock {huddle_id}"))["posts"]
+        assert "Locked “Interview”" in locked["text"]
+        # Carol, in the call, is told; the card's link keeps newcomers out, the host's does not.
+        await carol.expect("room", where=lambda m: m["room"]["locked"], within=15)
+        async with huddle.http.get(card_url) as page:
+            assert page.status == 403 and "locked" in await page.text()
+        async with huddle.http.get(host_url) as page:
+            assert page.status == 200
+        await huddle.parts.huddles.wait_idle()
+        [shown] = [p for p in await huddle.history("general") if p["id"] == card["id"]]
+        assert "locked" in shown["text"]
+        await huddle.say("general", "alice", f"/meet unlock {huddle_id}")
+        await carol.expect("room", where=lambda m: not m["room"]["locked"], within=15)
+        async with huddle.http.get(card_url) as page:
+            assert page.status == 200
+
+    # Lost the host link? The host asks again, privately; nobody else gets it.
+    [again] = (await huddle.say("general", "alice", f"/meet host {huddle_id}"))["posts"]
+    assert again["ephemeral"] is True and again["buttons"][0]["label"] == "Join as host"
+    assert link_role(again["buttons"][0]["url"]) == "host"
+    [nope] = (await huddle.say("general", "bob", f"/meet host {huddle_id}"))["posts"]
+    assert "Only alice" in nope["text"] and not nope["buttons"]

@@ -218,9 +218,12 @@ class HuddleClient:
         fps: float = 30.0,
         decode: bool = True,
         ice_servers: list[str] | None = None,
+        seat: str | None = None,
     ) -> None:
         self.join_url = join_url
         self.name = name
+        #: The browser this client pretends to be (the join page's seat cookie), if any.
+        self.seat = seat
         self.decode = decode
         self._publish_audio = publish_audio
         self._publish_video = publish_video
@@ -254,8 +257,11 @@ class HuddleClient:
     async def connect(self) -> None:
         """Open the signaling socket only (tests use this to misbehave before joining)."""
         self._session = aiohttp.ClientSession()
+        headers = {"Cookie": f"huddle_seat={self.seat}"} if self.seat else None
         try:
-            self._ws = await self._session.ws_connect(signaling_url(self.join_url), max_msg_size=0)
+            self._ws = await self._session.ws_connect(
+                signaling_url(self.join_url), max_msg_size=0, headers=headers
+            )
         except aiohttp.WSServerHandshakeError as exc:
             await self._session.close()
             raise JoinError(f"signaling refused: HTTP {exc.status}") from exc

@@ -35,6 +35,15 @@
     notesStatus: $("notes-status"),
     notesButton: $("notes-button"),
     leave: $("leave-button"),
+    end: $("end-button"),
+    hostControls: $("host-controls"),
+    muteAll: $("mute-all-button"),
+    lockToggle: $("lock-toggle"),
+    unmuteToggle: $("unmute-toggle"),
+    ask: $("ask"),
+    askText: $("ask-text"),
+    askYes: $("ask-yes"),
+    askNo: $("ask-no"),
     notice: $("notice"),
     noticeTitle: $("notice-title"),
     noticeText: $("notice-text"),
@@ -51,6 +60,7 @@
     tiles: new Map(), // id -> {root, video, label, trackIds}
     audio: true,
     video: true,
+    room: { locked: false, unmuteAllowed: true },
     finished: false, // left, ended or failed: no more reconnect or error noise
     inbox: Promise.resolve(),
     timeline: [], // [what, ms since page start]: where the time to first video goes
@@ -75,6 +85,7 @@
     get timeline() {
       return state.timeline.map((entry) => [...entry]);
     },
+    get room() { return { ...state.room }; },
   });
 
   // -- pre-join ---------------------------------------------------------------------------------
@@ -258,8 +269,10 @@
         // preview is up still joins with them, and the call screen shows them from the start.
         const sdp = await offer;
         state.you = message.you;
+        if (!message.you.speak) setMicrophone(false); // a host keeps newcomers muted
         state.you.audio = state.audio;
         state.you.video = state.video;
+        state.room = message.room || state.room;
         for (const p of message.participants) state.participants.set(p.id, p);
         ui.notes.value = message.notes || "";
         showCall();
@@ -286,8 +299,37 @@
         break;
       case "participant-joined":
       case "participant-updated":
-        state.participants.set(message.participant.id, message.participant);
+        if (state.you && message.participant.id === state.you.id) {
+          // What hosts made of us: a role, or being kept muted. Our own audio/video stay ours.
+          state.you.role = message.participant.role;
+          state.you.speak = message.participant.speak;
+          updateButtons();
+        } else {
+          state.participants.set(message.participant.id, message.participant);
+        }
         render();
+        break;
+      case "muted":
+        setMicrophone(false);
+        if (state.you) state.you.speak = message.speak;
+        announceState();
+        showToast(message.speak ? `${message.by} muted you.` : `${message.by} muted you; a host will let you speak.`);
+        break;
+      case "may-speak":
+        if (state.you) state.you.speak = true;
+        updateButtons();
+        showToast(`${message.by} lets you speak: unmute when you are ready.`);
+        break;
+      case "camera-off-asked":
+        ui.askText.textContent = `${message.by} asks you to turn your camera off.`;
+        ui.ask.hidden = false;
+        break;
+      case "room":
+        state.room = message.room;
+        updateButtons();
+        break;
+      case "notice":
+        showToast(message.text);
         break;
       case "participant-left":
         state.participants.delete(message.id);
@@ -298,8 +340,12 @@
         break;
       case "error":
         if (message.fatal) {
-          const title = message.code === "media_unreachable" ? "Media connection failed" : "Could not join";
-          finish(title, message.message);
+          const titles = {
+            media_unreachable: "Media connection failed",
+            removed: "You were removed from the huddle",
+            locked: "This huddle is locked",
+          };
+          finish(titles[message.code] || "Could not join", message.message, message.code === "locked");
         } else {
           showToast(message.message);
           console.warn("huddle error", message.code, message.message);
@@ -398,16 +444,54 @@
     return tile;
   }
 
+  const ROLE_NAMES = { host: "host", cohost: "co-host", guest: "guest" };
+
+  function isHost(p) {
+    return !!p && (p.role === "host" || p.role === "cohost");
+  }
+
   function renderPeople(everyone) {
+    const hosting = isHost(state.you);
     ui.peopleList.replaceChildren(
       ...everyone.map((p) => {
         const li = document.createElement("li");
         li.dataset.participantId = p.id;
-        const flags = [p.audio ? null : "muted", p.video ? null : "camera off"].filter(Boolean);
-        li.textContent = (p.id === state.you.id ? `${p.name} (you)` : p.name) + (flags.length ? ` — ${flags.join(", ")}` : "");
+        li.dataset.testid = "person";
+        const self = p.id === state.you.id;
+        const flags = [
+          ROLE_NAMES[p.role] || null,
+          p.audio ? null : "muted",
+          p.speak === false ? "kept muted" : null,
+          p.video ? null : "camera off",
+        ].filter(Boolean);
+        const label = document.createElement("span");
+        label.className = "person";
+        label.textContent = (self ? `${p.name} (you)` : p.name) + (flags.length ? ` — ${flags.join(", ")}` : "");
+        li.append(label);
+        if (hosting && !self) li.append(hostButtons(p));
         return li;
       }),
     );
+  }
+
+  function hostButtons(p) {
+    const box = document.createElement("span");
+    box.className = "person-actions";
+    const add = (label, testid, message) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = label;
+      button.dataset.testid = testid;
+      button.addEventListener("click", () => send({ ...message, participant: p.id }));
+      box.append(button);
+    };
+    if (p.audio) add("Mute", "host-mute", { type: "mute" });
+    if (p.speak === false) add("Let speak", "host-let-speak", { type: "let-speak" });
+    if (p.video) add("Ask camera off", "host-camera-off", { type: "ask-camera-off" });
+    if (p.role === "cohost") add("Remove co-host", "host-uncohost", { type: "role", role: "participant" });
+    else if (p.role !== "host") add("Make co-host", "host-cohost", { type: "role", role: "cohost" });
+    if (p.role !== "host" || state.you.role === "host") add("Remove", "host-remove", { type: "remove" });
+    return box;
   }
 
   function layout() {
@@ -429,13 +513,36 @@
 
   // -- controls -----------------------------------------------------------------------------------
 
+  function setMicrophone(on) {
+    state.audio = on && !!(state.local && state.local.getAudioTracks().length);
+    for (const t of state.local ? state.local.getAudioTracks() : []) t.enabled = state.audio;
+  }
+
   ui.mute.addEventListener("click", () => {
     const tracks = state.local ? state.local.getAudioTracks() : [];
     if (!tracks.length) return;
-    state.audio = !state.audio;
-    for (const t of tracks) t.enabled = state.audio;
+    if (!state.audio && state.you && state.you.speak === false) {
+      showToast("A host muted you; they will let you speak.");
+      return;
+    }
+    setMicrophone(!state.audio);
     announceState();
   });
+
+  ui.muteAll.addEventListener("click", () => send({ type: "mute-all" }));
+  ui.lockToggle.addEventListener("change", () => send({ type: "lock", locked: ui.lockToggle.checked }));
+  ui.unmuteToggle.addEventListener("change", () => send({ type: "allow-unmute", allowed: ui.unmuteToggle.checked }));
+  ui.end.addEventListener("click", () => {
+    if (confirm("End the huddle for everyone?")) send({ type: "end" });
+  });
+  ui.askYes.addEventListener("click", () => {
+    ui.ask.hidden = true;
+    if (!state.video) return;
+    state.video = false;
+    for (const t of state.local ? state.local.getVideoTracks() : []) t.enabled = false;
+    announceState();
+  });
+  ui.askNo.addEventListener("click", () => { ui.ask.hidden = true; });
 
   ui.camera.addEventListener("click", () => {
     const tracks = state.local ? state.local.getVideoTracks() : [];
@@ -512,14 +619,28 @@
     ui.mute.setAttribute("aria-pressed", String(!state.audio));
     ui.camera.textContent = state.video ? "Camera off" : "Camera on";
     ui.camera.setAttribute("aria-pressed", String(!state.video));
+    const hosting = isHost(state.you);
+    ui.hostControls.hidden = !hosting;
+    ui.end.hidden = !hosting;
+    ui.lockToggle.checked = state.room.locked;
+    ui.unmuteToggle.checked = state.room.unmuteAllowed;
   }
 
-  let toastTimer = null;
+  // Notices stack (a host's action often comes with a note to you and one to everyone); each
+  // goes after a few seconds, the oldest first when there are too many.
+  const TOAST_MS = 6000;
+  const TOASTS_SHOWN = 3;
   function showToast(text) {
-    ui.toast.textContent = text;
+    const line = document.createElement("span");
+    line.className = "toast-line";
+    line.textContent = text;
+    ui.toast.append(line);
+    while (ui.toast.childElementCount > TOASTS_SHOWN) ui.toast.firstElementChild.remove();
     ui.toast.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => { ui.toast.hidden = true; }, 6000);
+    setTimeout(() => {
+      line.remove();
+      if (!ui.toast.childElementCount) ui.toast.hidden = true;
+    }, TOAST_MS);
   }
 
   function finish(title, text, canRejoin = false) {

@@ -18,8 +18,8 @@ async def test_a_taken_huddle_id_is_drawn_again(
     draws: Iterator[str] = iter(["aaaaaa", "aaaaaa", "bbbbbb"])
     monkeypatch.setattr(huddles, "new_huddle_id", lambda: next(draws))
     async with running_huddle(tmp_path / "data") as huddle:
-        [first] = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
-        [second] = (await huddle.say("general", "bob", "/meet Planning"))["posts"]
+        first, _host_link = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
+        second, _host_link = (await huddle.say("general", "bob", "/meet Planning"))["posts"]
         assert "`aaaaaa`" in first["text"] and "`bbbbbb`" in second["text"]
         opened = await huddle.parts.store.open_huddles()
         assert [(h.id, h.title) for h in opened] == [("aaaaaa", "Retro"), ("bbbbbb", "Planning")]

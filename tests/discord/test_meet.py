@@ -56,10 +56,25 @@ async def meet(fake: FakeDiscord, title: str, user: str = "Alice") -> dict[str, 
     before = len(fake.channel_messages(fake.general_id))
     interaction = await fake.invoke("meet", {"text": title}, user=user)
     await fake.answered(interaction)
-    assert interaction.acknowledged and interaction.original_deleted
+    assert interaction.acknowledged and not interaction.original_deleted
+    # The answer only the host sees: their own host link (the card's link makes participants).
+    [host_text] = interaction.ephemeral_texts
+    assert "You host" in host_text
+    host_url = _button_urls(interaction.original)[0]
     cards = fake.channel_messages(fake.general_id)
     assert len(cards) == before + 1
+    assert host_url not in json.dumps(cards) and host_url not in _button_urls(cards[-1])
     return cards[-1]
+
+
+def _button_urls(message: dict[str, Any] | None) -> list[str]:
+    assert message is not None
+    return [
+        button["url"]
+        for row in message.get("components") or []
+        for button in row.get("components") or []
+        if "url" in button
+    ]
 
 
 async def test_login_syncs_exactly_the_manifest_commands_to_the_guild(
@@ -107,7 +122,7 @@ async def test_meet_posts_a_card_whose_join_button_works_and_which_follows_the_c
     card = await meet(fake_discord, "Retro")
     [embed] = card["embeds"]
     assert embed["title"] == "Retro"
-    assert "Started by Alice" in embed["description"]
+    assert "Hosted by Alice" in embed["description"]
     assert "Nobody in yet" in embed["description"]
     url = join_url(card)
     card_id = card["id"]
@@ -248,9 +263,9 @@ async def test_names_people_typed_show_as_typed_on_the_card(
         key=record.card_key,
         channel=record.channel,
         title="Retro",
-        text=f"Started by Alice · id `{record.id}`\n2 in the huddle: **Mallory**, > _x_",
+        text=f"Hosted by Alice · id `{record.id}`\n2 in the huddle: **Mallory**, > _x_",
     )
     await discord_adapter(huddle).edit(f"{card['channel_id']}/{card['id']}", post)
     assert card_text(fake_discord, card["id"]) == (
-        f"Started by Alice · id `{record.id}`\n2 in the huddle: \\*\\*Mallory\\*\\*, > \\_x\\_"
+        f"Hosted by Alice · id `{record.id}`\n2 in the huddle: \\*\\*Mallory\\*\\*, > \\_x\\_"
     )

@@ -62,7 +62,9 @@ async def test_a_rate_limit_then_a_lost_answer_still_posts_the_card_once(
     assert len({r.body["nonce"] for r in attempts}) == 1
     [card] = fake_discord.channel_messages(fake_discord.general_id)
     assert card["embeds"][0]["title"] == "Retro"
-    assert interaction.ephemeral_texts == []  # no error shown: the card is the answer
+    # No error shown: the card is the answer, and the host's own link is all they see.
+    [text] = interaction.ephemeral_texts
+    assert text.startswith("You host")
 
 
 async def test_a_card_made_while_discord_is_down_lands_once_when_it_is_back(
@@ -76,7 +78,7 @@ async def test_a_card_made_while_discord_is_down_lands_once_when_it_is_back(
     await fake_discord.answered(interaction, within=30)  # the core waits 5 s for the card
     # Alice is not left waiting: the huddle is open and she has its Join button privately.
     [text] = interaction.ephemeral_texts
-    assert "is open; its card is on its way" in text
+    assert "is open; its card is on its way" in text and "You host" in text
     assert interaction.original is not None
     [row] = interaction.original["components"]
     assert row["components"][0]["url"].startswith(f"{huddle.url}/h/")

@@ -48,3 +48,24 @@ def test_token_for_another_huddle_is_refused() -> None:
     token = tokens.issue(SECRET, "abc234", expires_at=2000)
     with pytest.raises(tokens.TokenError, match="different huddle"):
         tokens.verify(SECRET, token, "zzz999", now=1000)
+
+
+def test_a_host_link_says_host_and_the_card_link_participant() -> None:
+    host = tokens.verify(SECRET, tokens.issue(SECRET, "abc234", 2000, "host"), "abc234", now=1)
+    card = tokens.verify(SECRET, tokens.issue(SECRET, "abc234", 2000), "abc234", now=1)
+    guest = tokens.verify(SECRET, tokens.issue(SECRET, "abc234", 2000, "guest"), "abc234", now=1)
+    assert (host.role, card.role, guest.role) == ("host", "participant", "guest")
+
+
+def test_a_participant_cannot_make_their_link_a_host_link() -> None:
+    # Appending "|host" to the payload breaks the signature; a made-up role is refused even
+    # when signed (a link from a newer server version, say).
+    body, signature = tokens.issue(SECRET, "abc234", 2000).split(".")
+    payload = tokens._unb64(body) + b"|host"
+    forged = f"{tokens._b64(payload)}.{signature}"
+    with pytest.raises(tokens.TokenError, match="not valid"):
+        tokens.verify(SECRET, forged, "abc234", now=1)
+    odd = b"abc234|2000|owner"
+    signed = f"{tokens._b64(odd)}.{tokens._b64(tokens._mac(SECRET, odd))}"
+    with pytest.raises(tokens.TokenError, match="incomplete"):
+        tokens.verify(SECRET, signed, "abc234", now=1)

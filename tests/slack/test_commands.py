@@ -98,7 +98,7 @@ async def test_a_channel_the_bot_is_not_in_gets_a_way_out(
     await slack.acked(await slack.push("slash_commands", payload))
     answers = await slack.wait_for(lambda: len(slack.responses) >= 2 and slack.responses)
     texts = " ".join(str(a["text"]) for a in answers)
-    assert "its card is on its way" in texts
+    assert "its card is on its way" in texts and "You host" in texts
     assert "/invite @huddle" in texts and "not_in_channel" in texts
     assert slack.channel("C0SECRET") == []
 

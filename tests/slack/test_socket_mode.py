@@ -43,12 +43,22 @@ async def test_meet_card_join_in_chromium_live_count_call_and_end(
         [header, section, actions] = card.blocks
         assert header == {"type": "header", "text": {"type": "plain_text", "text": "Retro"}}
         # The host by the display name users.info gave, not the handle in the command.
-        assert "Started by Alice L" in section["text"]["text"]
+        assert "Hosted by Alice L" in section["text"]["text"]
         assert "Nobody in yet" in section["text"]["text"]
         [join] = actions["elements"]
         assert join["text"]["text"] == "Join" and join["url"].startswith(f"{huddle.url}/h/")
         huddle_id = huddle_id_of(card)
         assert card.key == f"huddle/{huddle_id}/card"
+        # Alice's host link reaches her alone: an ephemeral answer, never the channel.
+        [host] = await slack.wait_for(lambda: slack.responses, what="the host link")
+        assert host["response_type"] == "ephemeral" and "You host" in host["text"]
+        [host_url] = [
+            element["url"]
+            for block in host["blocks"]
+            for element in block.get("elements", [])
+            if element.get("url")
+        ]
+        assert host_url != join["url"] and host_url not in str(slack.channel(GENERAL))
 
         # The huddle is also a Slack Call, shown under the card.
         await slack.wait_for(lambda: slack.registered, what="calls.add")
@@ -91,7 +101,7 @@ async def test_meet_card_join_in_chromium_live_count_call_and_end(
 
         ending = await slack.push("slash_commands", slack.slash_command(f"end {huddle_id}"))
         await slack.acked(ending)
-        [answer] = await slack.wait_for(lambda: slack.responses)
+        _, answer = await slack.wait_for(lambda: len(slack.responses) == 2 and slack.responses)
         assert answer["response_type"] == "ephemeral"
         assert answer["text"] == f"Ended “Retro” (`{huddle_id}`)."
         await slack.wait_for(lambda: "Ended, 1 min" in card_text(slack), what="ended card")

@@ -1,0 +1,197 @@
+"""What hosts do in a call: mute, keep muted, remove, lock, make co-hosts, end for all.
+
+Every control is a signaling message (PROTOCOL.md, "Host controls") checked here against the
+sender's role in the room, which came from their signed join link or from another host, never
+from the client. Without the right the sender gets ``error`` ``forbidden`` and nothing changes.
+Keeping someone muted is enforced where media flows: :meth:`media.rooms.Room.sync` stops
+forwarding their audio, so a modified client that ignores ``muted`` is still not heard.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from media.events import EndRequested, ParticipantRemoved, RoomLocked
+from media.messages import HOST_TYPES
+from media.rooms import Participant, ProtocolError, Room
+
+log = logging.getLogger(__name__)
+
+#: What each control is called in a ``forbidden`` answer.
+_DOING = {
+    "mute": "mute someone",
+    "mute-all": "mute everyone",
+    "ask-camera-off": "ask someone to turn their camera off",
+    "allow-unmute": "decide who may unmute",
+    "let-speak": "let someone speak",
+    "remove": "remove someone",
+    "lock": "lock the huddle",
+    "role": "make co-hosts",
+    "end": "end the huddle for everyone",
+}
+
+
+def handle(room: Room, sender: Participant, kind: str, data: dict[str, Any]) -> None:
+    """Carry out the host control ``kind`` from ``sender``, or raise :class:`ProtocolError`."""
+    assert kind in HOST_TYPES
+    if not sender.is_host:
+        raise ProtocolError("forbidden", f"Only a host can {_DOING[kind]}.")
+    log.info("host_control huddle=%s by=%s type=%s", room.id, sender.id, kind)
+    if kind == "mute":
+        _mute(room, sender, [_target(room, data)])
+        room.tell_everyone(
+            {"type": "notice", "text": f"{sender.name} muted {_target(room, data).name}."}
+        )
+    elif kind == "mute-all":
+        _mute(room, sender, [p for p in room.participants.values() if not p.is_host])
+        room.tell_everyone({"type": "notice", "text": f"{sender.name} muted everyone."})
+    elif kind == "ask-camera-off":
+        target = _target(room, data)
+        target.connection.send({"type": "camera-off-asked", "by": sender.name})
+        sender.connection.send(
+            {"type": "notice", "text": f"You asked {target.name} to turn their camera off."}
+        )
+    elif kind == "allow-unmute":
+        _allow_unmute(room, sender, _flag(data, "allowed"))
+    elif kind == "let-speak":
+        target = _target(room, data)
+        _let_speak(room, sender, target)
+        room.tell_everyone({"type": "notice", "text": f"{sender.name} let {target.name} speak."})
+    elif kind == "remove":
+        _remove(room, sender, _target(room, data))
+    elif kind == "lock":
+        locked = _flag(data, "locked")
+        if set_locked(room, locked, sender.name):
+            room.emit(RoomLocked(room.id, locked, sender.name, room.now()))
+    elif kind == "role":
+        _set_role(room, sender, _target(room, data), data.get("role"))
+    else:  # "end"
+        room.emit(EndRequested(room.id, sender.name, room.now()))
+
+
+def set_locked(room: Room, locked: bool, by: str) -> bool:
+    """Lock or unlock ``room`` and tell everyone; False if it already was."""
+    if locked == room.locked:
+        return False
+    room.locked = locked
+    room.tell_everyone({"type": "room", "room": room.room_info()})
+    word = "locked" if locked else "unlocked"
+    room.tell_everyone({"type": "notice", "text": f"{by} {word} the huddle."})
+    return True
+
+
+def _target(room: Room, data: dict[str, Any]) -> Participant:
+    participant_id = data.get("participant")
+    if not isinstance(participant_id, str):
+        raise ProtocolError("bad_field", "`participant` must be a participant id (a string).")
+    target = room.participants.get(participant_id)
+    if target is None:
+        raise ProtocolError(
+            "no_such_participant", f"Nobody with id {participant_id[:20]!r} is in this huddle."
+        )
+    return target
+
+
+def _flag(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name)
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_field", f"`{name}` must be true or false.")
+    return value
+
+
+def _mute(room: Room, sender: Participant, targets: list[Participant]) -> None:
+    silenced = False
+    for target in targets:
+        keep_muted = not room.unmute_allowed and not target.is_host
+        if not target.audio and target.may_speak == (not keep_muted):
+            continue
+        target.audio = False
+        if keep_muted and target.may_speak:
+            target.may_speak = False
+            silenced = True
+        target.connection.send({"type": "muted", "by": sender.name, "speak": target.may_speak})
+        room.updated(target)
+    if silenced:
+        room.resync_all()
+
+
+def _let_speak(room: Room, sender: Participant, target: Participant) -> None:
+    if target.may_speak:
+        return
+    target.may_speak = True
+    target.connection.send({"type": "may-speak", "by": sender.name})
+    room.updated(target)
+    room.resync_all()
+
+
+def _allow_unmute(room: Room, sender: Participant, allowed: bool) -> None:
+    if allowed == room.unmute_allowed:
+        return
+    room.unmute_allowed = allowed
+    changed = False
+    for participant in room.participants.values():
+        if participant.is_host:
+            continue
+        if allowed and not participant.may_speak:
+            participant.may_speak = True
+            participant.connection.send({"type": "may-speak", "by": sender.name})
+            room.updated(participant)
+            changed = True
+        elif not allowed and not participant.audio and participant.may_speak:
+            # Already muted: they stay so until a host lets them speak.
+            participant.may_speak = False
+            room.updated(participant)
+            changed = True
+    if changed:
+        room.resync_all()
+    room.tell_everyone({"type": "room", "room": room.room_info()})
+    text = (
+        f"{sender.name} let participants unmute themselves."
+        if allowed
+        else f"{sender.name} turned off unmuting: a host lets people speak."
+    )
+    room.tell_everyone({"type": "notice", "text": text})
+
+
+def _remove(room: Room, sender: Participant, target: Participant) -> None:
+    if target is sender:
+        raise ProtocolError("bad_state", "You cannot remove yourself; use Leave.")
+    if target.role == "host" and sender.role != "host":
+        raise ProtocolError("forbidden", f"{target.name} is the host; co-hosts cannot remove them.")
+    if target.seat:
+        room.removed_seats.add(target.seat)
+    room.emit(
+        ParticipantRemoved(room.id, target.id, target.name, target.seat, sender.name, room.now())
+    )
+    target.connection.send(
+        {
+            "type": "error",
+            "code": "removed",
+            "message": f"{sender.name} removed you from this huddle.",
+            "fatal": True,
+        }
+    )
+    target.connection.close()
+    room.spawn(room.remove(target, "removed by a host"))
+    room.tell_everyone({"type": "notice", "text": f"{sender.name} removed {target.name}."})
+
+
+def _set_role(room: Room, sender: Participant, target: Participant, role: object) -> None:
+    if role not in ("cohost", "participant"):
+        raise ProtocolError("bad_field", '`role` must be "cohost" or "participant".')
+    if target.role == "host" and role == "participant":
+        raise ProtocolError("bad_state", f"{target.name} is the host; only co-hosts step down.")
+    if target.role == role or target.role == "host":
+        return
+    target.role = "cohost" if role == "cohost" else target.link_role
+    if target.is_host:
+        target.may_speak = True
+    room.updated(target)
+    room.resync_all()
+    text = (
+        f"{sender.name} made {target.name} a co-host."
+        if target.is_host
+        else f"{sender.name} took co-host from {target.name}."
+    )
+    room.tell_everyone({"type": "notice", "text": text})

@@ -1,0 +1,307 @@
+"""Hosts in charge, checked by the server: scripted participants against a real MediaServer.
+
+Roles come from the signed join link (the host's own, or the card's) and from other hosts, never
+from what a client says. Every host control sent by someone without the right is answered
+``forbidden`` and changes nothing for anyone. (Chromium drives the same controls through the
+page in ``test_hosting_browser.py``, asserting on what WebRTC reports.)
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from media.contrib.client import HuddleClient, JoinError
+from media.events import EndRequested, ParticipantRemoved, RoomLocked
+from media.messages import HOST_TYPES
+from media.signaling import LOCKED, REMOVED
+from media.tokens import Role
+from tests.media.media_app import MediaApp, media_app
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Seconds any awaited outcome may take: generous, so that a loaded machine is slow, not red.
+WITHIN = 15.0
+
+
+def link(app: MediaApp, role: Role = "participant") -> str:
+    return app.server.join_url("h1", time.time() + 600, role)
+
+
+async def enter(
+    stack: AsyncExitStack, app: MediaApp, name: str, role: Role = "participant", seat: str = ""
+) -> HuddleClient:
+    """``name`` joins h1 by signaling alone (no media: these scenarios are about rights)."""
+    client = await stack.enter_async_context(
+        HuddleClient(link(app, role), name, seat=seat or secrets.token_urlsafe(18))
+    )
+    await client.connect()
+    mark = len(client.messages)
+    await client.send({"type": "join", "name": name})
+    welcome = await client.expect("welcome", after=mark, within=WITHIN)
+    if welcome["type"] != "welcome":
+        raise JoinError(welcome.get("message") or welcome.get("reason") or "refused")
+    client.you = welcome["you"]
+    return client
+
+
+@asynccontextmanager
+async def meeting(*people: tuple[str, Role]) -> AsyncIterator[tuple[MediaApp, list[HuddleClient]]]:
+    async with media_app() as app, AsyncExitStack() as stack:
+        yield app, [await enter(stack, app, name, role) for name, role in people]
+
+
+def pid(client: HuddleClient) -> str:
+    assert client.you is not None
+    return str(client.you["id"])
+
+
+def view(client: HuddleClient, of: HuddleClient) -> dict[str, Any]:
+    """How ``client`` last heard of ``of`` (welcome, joined, updated)."""
+    latest: dict[str, Any] = {}
+    for message in client.messages:
+        if message["type"] == "welcome":
+            for p in [message["you"], *message["participants"]]:
+                if p["id"] == pid(of):
+                    latest = p
+        elif message["type"] in ("participant-joined", "participant-updated"):
+            if message["participant"]["id"] == pid(of):
+                latest = message["participant"]
+    return latest
+
+
+async def answer_to(client: HuddleClient, message: dict[str, Any]) -> dict[str, Any]:
+    """Send ``message`` and return the ``error`` it got, after a ping proves nothing else came."""
+    mark = len(client.messages)
+    await client.send(message)
+    await client.send({"type": "ping"})
+    await client.expect("pong", after=mark, within=WITHIN)
+    replies = [m for m in client.messages[mark:] if m["type"] != "pong"]
+    assert len(replies) == 1, replies
+    return replies[0]
+
+
+async def quiet(client: HuddleClient, since: int) -> list[dict[str, Any]]:
+    """What ``client`` received since ``since``, once a ping of its own came back."""
+    mark = len(client.messages)
+    await client.send({"type": "ping"})
+    await client.expect("pong", after=mark, within=WITHIN)
+    return [m for m in client.messages[since:] if m["type"] != "pong"]
+
+
+async def test_roles_come_from_the_link_and_everyone_sees_them() -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant"), ("Gus", "guest")) as (_, people):
+        alice, bob, gus = people
+        assert alice.you is not None and alice.you["role"] == "host"
+        assert view(gus, alice)["role"] == "host"
+        assert view(alice, bob)["role"] == "participant"
+        assert view(bob, gus)["role"] == "guest"
+        # What the client says about itself is nothing to the server.
+        assert (await answer_to(bob, {"type": "role", "participant": pid(bob), "role": "cohost"}))[
+            "code"
+        ] == "forbidden"
+
+
+async def test_a_participant_sending_each_host_control_by_hand_is_refused_nothing_changes() -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant"), ("Carol", "participant")) as (
+        app,
+        people,
+    ):
+        alice, bob, carol = people
+        marks = {c.name: len(c.messages) for c in people}
+        attempts: dict[str, dict[str, Any]] = {
+            "mute": {"participant": pid(carol)},
+            "mute-all": {},
+            "ask-camera-off": {"participant": pid(carol)},
+            "allow-unmute": {"allowed": False},
+            "let-speak": {"participant": pid(carol)},
+            "remove": {"participant": pid(alice)},
+            "lock": {"locked": True},
+            "role": {"participant": pid(bob), "role": "cohost"},
+            "end": {},
+        }
+        assert set(attempts) == HOST_TYPES
+        for kind, fields in attempts.items():
+            error = await answer_to(bob, {"type": kind, **fields})
+            assert error["type"] == "error" and error["code"] == "forbidden", (kind, error)
+            assert "Only a host can" in error["message"]
+        # Nobody heard of any of it, the room is as it was, and no event reached the bot.
+        assert await quiet(alice, marks["Alice"]) == []
+        assert await quiet(carol, marks["Carol"]) == []
+        room = app.server._rooms["h1"]
+        assert (room.locked, room.unmute_allowed, room.removed_seats) == (False, True, set())
+        assert [p.role for p in room.participants.values()] == [
+            "host",
+            "participant",
+            "participant",
+        ]
+        assert all(p.may_speak and p.audio for p in room.participants.values())
+        assert not [e for e in app.events if isinstance(e, EndRequested | ParticipantRemoved)]
+
+
+async def test_host_mutes_everyone_and_keeps_them_muted_until_let_speak() -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant"), ("Carol", "participant")) as (
+        app,
+        people,
+    ):
+        alice, bob, carol = people
+        await alice.send({"type": "allow-unmute", "allowed": False})
+        await bob.expect("room", where=lambda m: not m["room"]["unmuteAllowed"], within=WITHIN)
+        mark = len(bob.messages)
+        await alice.send({"type": "mute-all"})
+        muted = await bob.expect("muted", after=mark, within=WITHIN)
+        assert muted == {"type": "muted", "by": "Alice", "speak": False}
+        await carol.expect(
+            "notice", where=lambda m: m["text"] == "Alice muted everyone.", within=WITHIN
+        )
+        assert view(carol, bob)["audio"] is False and view(carol, bob)["speak"] is False
+        assert view(bob, alice)["speak"] is True  # hosts are never kept muted
+        # Bob's client says it unmuted: refused, and the others still see him muted.
+        error = await answer_to(bob, {"type": "state", "audio": True, "video": True})
+        assert error["code"] == "forbidden"
+        assert view(carol, bob)["audio"] is False
+        # Alice lets Bob speak: he may unmute, Carol stays kept muted.
+        await alice.send({"type": "let-speak", "participant": pid(bob)})
+        await bob.expect("may-speak", after=mark, within=WITHIN)
+        await bob.send({"type": "state", "audio": True, "video": True})
+        await carol.wait_for(lambda: view(carol, bob)["audio"] is True, within=WITHIN)
+        assert (await answer_to(carol, {"type": "state", "audio": True, "video": True}))[
+            "code"
+        ] == "forbidden"
+        # Unmuting allowed again: everyone may speak.
+        await alice.send({"type": "allow-unmute", "allowed": True})
+        await carol.expect("may-speak", within=WITHIN)
+        assert all(p.may_speak for p in app.server._rooms["h1"].participants.values())
+
+
+async def test_removed_browser_is_out_and_its_link_stays_refused() -> None:
+    async with media_app() as app, AsyncExitStack() as stack:
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1, as a browser keeps them
+        async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+            async with browser.get(link(app)) as page:
+                assert page.status == 200
+            seat = next(c.value for c in jar if c.key == "huddle_seat")
+            alice = await enter(stack, app, "Alice", "host")
+            mallory = await enter(stack, app, "Mallory", seat=seat)
+            await alice.send({"type": "remove", "participant": pid(mallory)})
+            refusal = await mallory.expect("error", within=WITHIN)
+            assert refusal["code"] == "removed" and refusal["fatal"] is True
+            assert refusal["message"] == "Alice removed you from this huddle."
+            await mallory.wait_for(mallory.disconnected, within=WITHIN)
+            await alice.expect(
+                "participant-left", where=lambda m: m["id"] == pid(mallory), within=WITHIN
+            )
+            [removed] = [e for e in app.events if isinstance(e, ParticipantRemoved)]
+            assert (removed.name, removed.by, removed.seat) == ("Mallory", "Alice", seat)
+            # The same link from the same browser: the page says why, with 403 ...
+            async with browser.get(link(app)) as page:
+                assert page.status == 403 and REMOVED in await page.text()
+            # ... and a socket that skips the page is refused too (before the upgrade).
+            with pytest.raises(JoinError, match="403"):
+                await enter(stack, app, "Mallory", seat=seat)
+            # Another browser with the card's link still gets in.
+            await enter(stack, app, "Bob")
+
+
+async def test_last_host_leaving_passes_host_to_who_joined_first_who_can_then_end() -> None:
+    async with meeting(
+        ("Alice", "host"), ("Gus", "guest"), ("Bob", "participant"), ("Carol", "participant")
+    ) as (
+        app,
+        people,
+    ):
+        alice, gus, bob, carol = people
+        await alice.leave()
+        # Gus joined first, but a guest; Bob is the first participant.
+        await carol.wait_for(lambda: view(carol, bob).get("role") == "host", within=WITHIN)
+        await carol.expect("notice", where=lambda m: m["text"] == "Bob is now the host.")
+        assert view(carol, gus)["role"] == "guest"
+        await bob.send({"type": "end"})
+        await bob.wait_for(
+            lambda: any(isinstance(e, EndRequested) and e.by == "Bob" for e in app.events),
+            within=WITHIN,
+        )
+
+
+async def test_cohosts_have_host_powers_until_a_host_takes_them_back() -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant"), ("Carol", "participant")) as (
+        _,
+        people,
+    ):
+        alice, bob, carol = people
+        await alice.send({"type": "role", "participant": pid(bob), "role": "cohost"})
+        await carol.wait_for(lambda: view(carol, bob).get("role") == "cohost", within=WITHIN)
+        await bob.wait_for(lambda: view(bob, bob).get("role") == "cohost", within=WITHIN)
+        await bob.send({"type": "mute", "participant": pid(carol)})
+        assert (await carol.expect("muted", within=WITHIN))["by"] == "Bob"
+        # A co-host cannot remove the host, nor take the host's role.
+        assert (await answer_to(bob, {"type": "remove", "participant": pid(alice)}))[
+            "code"
+        ] == "forbidden"
+        await alice.send({"type": "role", "participant": pid(bob), "role": "participant"})
+        await carol.wait_for(lambda: view(carol, bob).get("role") == "participant", within=WITHIN)
+        assert (await answer_to(bob, {"type": "mute-all"}))["code"] == "forbidden"
+
+
+async def test_locked_huddle_refuses_the_card_link_but_not_the_host_and_opens_again() -> None:
+    async with media_app() as app, AsyncExitStack() as stack:
+        alice = await enter(stack, app, "Alice", "host")
+        await alice.send({"type": "lock", "locked": True})
+        await alice.expect("room", where=lambda m: m["room"]["locked"], within=WITHIN)
+        await alice.wait_for(
+            lambda: any(isinstance(e, RoomLocked) and e.locked for e in app.events), within=WITHIN
+        )
+        status, page = await app.get(link(app))
+        assert status == 403 and LOCKED in page
+        with pytest.raises(JoinError, match="403"):
+            await enter(stack, app, "Bob")
+        # Hosts never wait: another host link gets in while locked.
+        await enter(stack, app, "Dana", "host")
+        await alice.send({"type": "lock", "locked": False})
+        await alice.expect("room", where=lambda m: not m["room"]["locked"], within=WITHIN)
+        await alice.wait_for(
+            lambda: any(isinstance(e, RoomLocked) and not e.locked for e in app.events),
+            within=WITHIN,
+        )
+        bob = await enter(stack, app, "Bob")
+        assert bob.you is not None and bob.you["role"] == "participant"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "mute"},
+        {"type": "mute", "participant": 7},
+        {"type": "mute", "participant": "p-999"},
+        {"type": "lock", "locked": "yes"},
+        {"type": "allow-unmute"},
+        {"type": "role", "participant": "SELF", "role": "host"},
+        {"type": "remove", "participant": "SELF"},
+    ],
+)
+async def test_malformed_host_controls_get_a_clear_error_and_change_nothing(
+    message: dict[str, Any],
+) -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant")) as (app, people):
+        alice, bob = people
+        sent = json.loads(json.dumps(message).replace("SELF", pid(alice)))
+        mark = len(bob.messages)
+        error = await answer_to(alice, sent)
+        assert error["type"] == "error" and error["code"] in (
+            "bad_field",
+            "no_such_participant",
+            "bad_state",
+        )
+        assert error["message"]
+        assert await quiet(bob, mark) == []
+        assert [p.role for p in app.server._rooms["h1"].participants.values()] == [
+            "host",
+            "participant",
+        ]
