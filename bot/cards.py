@@ -34,6 +34,8 @@ def huddle_card(
     lines = [f"Hosted by {huddle.host_name} · id `{huddle.id}`"]
     if huddle.locked and huddle.is_open:
         lines[0] += " · locked"
+    if huddle.lobby and huddle.is_open:
+        lines[0] += " · waiting room"
     if channel != huddle.channel:
         lines[0] += f" · shared from #{huddle.channel.channel_id} ({huddle.channel.platform})"
     if huddle.is_open:

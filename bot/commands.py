@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -93,7 +94,14 @@ class Commands:
             return await self._list(command)
         if isinstance(request, parser.EndHuddle):
             return await self._end(command, request)
-        if isinstance(request, parser.LockHuddle | parser.HostLink):
+        if isinstance(
+            request,
+            parser.LockHuddle
+            | parser.HostLink
+            | parser.SetLobby
+            | parser.GuestLink
+            | parser.SetPasscode,
+        ):
             return await self._host_only(command, request)
         if isinstance(request, parser.ScheduleMeeting):
             return await self._schedule(command, request)
@@ -112,7 +120,9 @@ class Commands:
         return await self._rsvp(command, request)
 
     async def _start(self, command: Command, request: parser.StartHuddle) -> CommandResult:
-        huddle, delivered = await self.huddles.create(command.channel, command.user, request.title)
+        huddle, delivered = await self.huddles.create(
+            command.channel, command.user, request.title, lobby=request.lobby
+        )
         # Whoever typed `/meet` hosts it: their link, unlike the card's, is for them alone.
         host = self.huddles.host_reply(huddle)
         if delivered is None:
@@ -171,7 +181,13 @@ class Commands:
         return _reply(f"Ended “{huddle.title}” (`{huddle.id}`).")
 
     async def _host_only(
-        self, command: Command, request: parser.LockHuddle | parser.HostLink
+        self,
+        command: Command,
+        request: parser.LockHuddle
+        | parser.HostLink
+        | parser.SetLobby
+        | parser.GuestLink
+        | parser.SetPasscode,
     ) -> CommandResult:
         huddle = await self.huddles.store.huddle(request.huddle_id)
         if huddle is None or huddle.channel.platform != command.channel.platform:
@@ -180,15 +196,53 @@ class Commands:
             return _reply(f"Huddle `{huddle.id}` has already ended.")
         if huddle.host_id != command.user.id:
             return _reply(f"Only {huddle.host_name}, who hosts `{huddle.id}`, can do that.")
+        by = command.user.name
+        named = f"“{huddle.title}” (`{huddle.id}`)"
         if isinstance(request, parser.HostLink):
             return CommandResult(replies=[self.huddles.host_reply(huddle)])
-        await self.huddles.set_locked(huddle, request.locked, command.user.name)
-        if request.locked:
+        if isinstance(request, parser.LockHuddle):
+            await self.huddles.set_room(huddle, by, locked=request.locked)
+            if request.locked:
+                return _reply(
+                    f"Locked {named}: nobody new gets in, except with a host link (or into the "
+                    f"waiting room, if it is on). `/meet unlock {huddle.id}` opens it again."
+                )
+            return _reply(f"Unlocked {named}: the card's link works again.")
+        if isinstance(request, parser.SetLobby):
+            await self.huddles.set_room(huddle, by, lobby=request.on)
+            if request.on:
+                return _reply(f"The waiting room of {named} is on: a host lets each newcomer in.")
             return _reply(
-                f"Locked “{huddle.title}” (`{huddle.id}`): nobody new gets in, except with a "
-                f"host link. `/meet unlock {huddle.id}` opens it again."
+                f"The waiting room of {named} is off: the card's link lets people straight in "
+                "(guests still wait)."
             )
-        return _reply(f"Unlocked “{huddle.title}” (`{huddle.id}`): the card's link works again.")
+        lobby_note = (
+            ""
+            if huddle.lobby
+            else f" The waiting room is now on (`/meet lobby off {huddle.id}` lets channel "
+            "members straight in; guests always wait)."
+        )
+        if isinstance(request, parser.GuestLink):
+            await self.huddles.set_room(huddle, by, lobby=True)
+            return CommandResult(
+                replies=[
+                    Reply(
+                        f"A guest link for {named}, for people outside this channel: they wait "
+                        f"until a host lets them in.{lobby_note}",
+                        (Button("Guest link", self.huddles.join_url(huddle.id, "guest")),),
+                    )
+                ]
+            )
+        if request.off:
+            await self.huddles.set_passcode(huddle, None)
+            return _reply(f"{named} no longer asks for a passcode.")
+        code = request.code or f"{secrets.randbelow(10**6):06d}"
+        await self.huddles.set_passcode(huddle, code)
+        await self.huddles.set_room(huddle, by, lobby=True)
+        return _reply(
+            f"The passcode of {named} is now `{code}`: the join page asks for it (your host "
+            f"link does not). Give it to the people you invite.{lobby_note}"
+        )
 
     async def _share(self, command: Command, request: parser.ShareHuddle) -> CommandResult:
         huddle = await self.huddles.store.huddle(request.huddle_id)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from bot.cards import huddle_card
@@ -29,6 +30,7 @@ from bot.types import (
     User,
     utc_now,
 )
+from media import passcodes
 from media.events import (
     EndRequested,
     HuddleAccess,
@@ -38,7 +40,7 @@ from media.events import (
     ParticipantJoined,
     ParticipantLeft,
     ParticipantRemoved,
-    RoomLocked,
+    RoomChanged,
 )
 from media.tokens import Role
 
@@ -64,7 +66,7 @@ class Media(Protocol):
 
     async def end_huddle(self, huddle_id: str, reason: str) -> None: ...
 
-    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None: ...
+    async def set_room(self, huddle_id: str, *, locked: bool, lobby: bool, by: str) -> None: ...
 
 
 class HuddleService:
@@ -132,6 +134,7 @@ class HuddleService:
         *,
         huddle_id: str | None = None,
         meeting_id: str | None = None,
+        lobby: bool = False,
     ) -> tuple[Huddle, Delivered | None]:
         """Start a huddle in ``channel`` and post its card there (None: the card is queued)."""
         for _ in range(ID_DRAWS):
@@ -144,6 +147,7 @@ class HuddleService:
                 state="open",
                 created_at=self.clock(),
                 meeting_id=meeting_id,
+                lobby=lobby,
             )
             url = self.join_url(huddle.id)
             card = huddle_card(huddle, [], url)
@@ -235,11 +239,22 @@ class HuddleService:
             (Button("Join as host", self.join_url(huddle.id, "host")),),
         )
 
-    async def set_locked(self, huddle: Huddle, locked: bool, by: str) -> None:
-        """Lock or unlock the huddle from the channel; the call follows at once."""
-        await self.store.set_locked(huddle.id, locked)
-        await self.media.set_locked(huddle.id, locked, by)
+    async def set_passcode(self, huddle: Huddle, code: str | None) -> None:
+        """Ask for ``code`` on the join page from now on (None: no passcode)."""
+        digest = passcodes.digest(huddle.id, code) if code else None
+        await self.store.set_passcode(huddle.id, digest)
+
+    async def set_room(
+        self, huddle: Huddle, by: str, *, locked: bool | None = None, lobby: bool | None = None
+    ) -> Huddle:
+        """Lock or unlock the huddle, turn its waiting room on or off, from the channel; the
+        call follows at once. Returns the huddle as it is now."""
+        locked = huddle.locked if locked is None else locked
+        lobby = huddle.lobby if lobby is None else lobby
+        await self.store.set_room(huddle.id, locked=locked, lobby=lobby)
+        await self.media.set_room(huddle.id, locked=locked, lobby=lobby, by=by)
         self.refresh_card(huddle.id)
+        return replace(huddle, locked=locked, lobby=lobby)
 
     async def gate(self, huddle_id: str) -> HuddleAccess | None:
         """Asked by the media core before letting anyone in."""
@@ -259,6 +274,8 @@ class HuddleService:
             await self.store.notes(huddle_id),
             locked=huddle.locked,
             removed_seats=await self.store.removed_seats(huddle_id),
+            lobby=huddle.lobby,
+            passcode=huddle.passcode or "",
         )
 
     # Events from the media core
@@ -270,8 +287,8 @@ class HuddleService:
             return
         if isinstance(event, NotesChanged):
             return  # the minutes keep the notes
-        if isinstance(event, RoomLocked):
-            await self.store.set_locked(event.huddle_id, event.locked)
+        if isinstance(event, RoomChanged):
+            await self.store.set_room(event.huddle_id, locked=event.locked, lobby=event.lobby)
             self.refresh_card(event.huddle_id)
             return
         if isinstance(event, EndRequested):

@@ -187,6 +187,7 @@ class MeetingService:
             remind_s=int(remind.total_seconds()),
             state="scheduled",
             created_at=self.clock(),
+            lobby=when.lobby,
         )
         await self.store.add_meeting(meeting)
         log.info(
@@ -309,7 +310,12 @@ class MeetingService:
             return None  # another scheduler got here first
         host = User(meeting.host_id, meeting.host_name)
         huddle, _ = await self.huddles.create(
-            meeting.channel, host, meeting.title, huddle_id=huddle_id, meeting_id=meeting.id
+            meeting.channel,
+            host,
+            meeting.title,
+            huddle_id=huddle_id,
+            meeting_id=meeting.id,
+            lobby=meeting.lobby,
         )
         log.info("meeting started id=%s huddle=%s", meeting.id, huddle.id)
         # Whoever scheduled it hosts it: their own link, privately (a direct message).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MAX_TITLE = 150
 SUBCOMMANDS = (
@@ -14,6 +14,9 @@ SUBCOMMANDS = (
     "lock",
     "unlock",
     "host",
+    "lobby",
+    "invite",
+    "passcode",
     "schedule",
     "tz",
     "cancel",
@@ -34,7 +37,7 @@ USAGE = (
     "`/meet schedule <when> [<title>] [agenda: a; b]` schedules one, e.g. "
     "`/meet schedule tomorrow 10:00 Design review agenda: API; rollout`, "
     "`/meet schedule every weekday 09:30 for 15m Standup`, `/meet schedule in 10 minutes Sync`. "
-    "Add `remind 5m` to change the 15-minute reminder.\n"
+    "Add `remind 5m` to change the 15-minute reminder, `lobby` to open it with a waiting room.\n"
     "`/meet cancel <id> [next|YYYY-MM-DD]` cancels a meeting, or one occurrence of a series.\n"
     "`/meet agenda <id> add <item>` adds to its agenda; `/meet rsvp <id> yes|no` answers.\n"
     "`/meet tz <Area/City>` sets your time zone; `/meet tz channel <Area/City>` the channel's.\n"
@@ -46,9 +49,10 @@ USAGE = (
 
 @dataclass(frozen=True)
 class StartHuddle:
-    """`/meet` or `/meet <title>`."""
+    """`/meet` or `/meet <title>`; `/meet lobby [<title>]` with the waiting room on."""
 
     title: str | None
+    lobby: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,30 @@ class LockHuddle:
 
     huddle_id: str
     locked: bool
+
+
+@dataclass(frozen=True)
+class SetLobby:
+    """`/meet lobby on|off <id>`."""
+
+    huddle_id: str
+    on: bool
+
+
+@dataclass(frozen=True)
+class GuestLink:
+    """`/meet invite <id>`: a link for people outside the channel."""
+
+    huddle_id: str
+
+
+@dataclass(frozen=True)
+class SetPasscode:
+    """`/meet passcode <id> [<code>|off]` (no code: one is made up; ``off``: none)."""
+
+    huddle_id: str
+    code: str | None
+    off: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +178,9 @@ Request = (
     | EndHuddle
     | LockHuddle
     | HostLink
+    | SetLobby
+    | GuestLink
+    | SetPasscode
     | ScheduleMeeting
     | SetZone
     | CancelMeeting
@@ -185,6 +216,30 @@ def parse(text: str) -> Request:
         if not HUDDLE_ID.match(huddle_id):
             return _bad_id(rest)
         return EndHuddle(huddle_id=huddle_id)
+    if verb == "lobby":
+        args = rest.split()
+        if len(args) == 2 and args[0].lower() in ("on", "off"):
+            if not HUDDLE_ID.match(args[1].lower()):
+                return _bad_id(args[1])
+            return SetLobby(args[1].lower(), on=args[0].lower() == "on")
+        if args and args[0].lower() in ("on", "off"):
+            return ParseError("Type `/meet lobby on <id>` or `/meet lobby off <id>`.")
+        started = _title(rest)
+        return replace(started, lobby=True) if isinstance(started, StartHuddle) else started
+    if verb == "invite":
+        if not HUDDLE_ID.match(rest.lower()):
+            return ParseError("Type `/meet invite <id>`; the id is on the huddle's card.")
+        return GuestLink(rest.lower())
+    if verb == "passcode":
+        args = rest.split(None, 1)
+        if not args or not HUDDLE_ID.match(args[0].lower()):
+            return ParseError("Type `/meet passcode <id> [<code>|off]`; the id is on the card.")
+        code = args[1].strip() if len(args) == 2 else None
+        if code is not None and code.lower() == "off":
+            return SetPasscode(args[0].lower(), None, off=True)
+        if code is not None and not re.fullmatch(r"[A-Za-z0-9 -]{4,32}", code):
+            return ParseError("A passcode is 4 to 32 letters or digits (spaces and dashes are ok).")
+        return SetPasscode(args[0].lower(), code)
     if verb in ("lock", "unlock", "host"):
         huddle_id = rest.lower()
         if not rest:

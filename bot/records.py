@@ -25,6 +25,10 @@ class Huddle:
     meeting_id: str | None = None
     #: Locked by a host: only host links get in.
     locked: bool = False
+    #: Waiting room on: a host lets newcomers in (guests always wait).
+    lobby: bool = False
+    #: The passcode's digest (media.passcodes), None without one.
+    passcode: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -116,6 +120,8 @@ class Meeting:
     remind_s: int
     state: str  # "scheduled" | "cancelled"
     created_at: datetime
+    #: Its huddles open with the waiting room on.
+    lobby: bool = False
 
 
 @dataclass(frozen=True)

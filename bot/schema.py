@@ -64,6 +64,9 @@ huddles = Table(
     Column("meeting_id", String(16), nullable=True),  # migration 0002
     # Locked by a host (0008): only host links get in.
     Column("locked", Boolean, nullable=False, server_default=false()),
+    # Waiting room on (0008), and the passcode's digest (media.passcodes), if any.
+    Column("lobby", Boolean, nullable=False, server_default=false()),
+    Column("passcode", String(64), nullable=True),
     Index("ix_huddles_state", "state"),
 )
 
@@ -170,6 +173,8 @@ meetings = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     # Bumped whenever what the scheduler must do changes; the scheduler polls for it.
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Its huddles open with the waiting room on (0008).
+    Column("lobby", Boolean, nullable=False, server_default=false()),
     Index("ix_meetings_state", "state"),
     Index("ix_meetings_updated", "updated_at"),
 )

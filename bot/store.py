@@ -254,6 +254,7 @@ class Store:
                     "state": huddle.state,
                     "created_at": huddle.created_at,
                     "meeting_id": huddle.meeting_id,
+                    "lobby": huddle.lobby,
                 },
             )
             return await self._queue(conn, card) if card is not None else (0, None)
@@ -379,11 +380,18 @@ class Store:
             )
             return frozenset(row.seat for row in rows)
 
-    async def set_locked(self, huddle_id: str, locked: bool) -> None:
-        """Lock or unlock the huddle."""
+    async def set_room(self, huddle_id: str, *, locked: bool, lobby: bool) -> None:
+        """Lock or unlock the huddle; turn its waiting room on or off."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(huddles).where(huddles.c.id == huddle_id).values(locked=locked)
+                update(huddles).where(huddles.c.id == huddle_id).values(locked=locked, lobby=lobby)
+            )
+
+    async def set_passcode(self, huddle_id: str, digest: str | None) -> None:
+        """Set the huddle's passcode digest (None: no passcode)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(huddles).where(huddles.c.id == huddle_id).values(passcode=digest)
             )
 
     async def close_stale_attendance(self, at: datetime, node: str = "") -> int:
@@ -592,6 +600,7 @@ class Store:
                     state=meeting.state,
                     created_at=meeting.created_at,
                     updated_at=meeting.created_at,
+                    lobby=meeting.lobby,
                 )
             )
 
@@ -958,6 +967,8 @@ def _huddle(row: Row[Any]) -> Huddle:
         end_reason=row.end_reason,
         meeting_id=row.meeting_id,
         locked=bool(row.locked),
+        lobby=bool(row.lobby),
+        passcode=row.passcode,
     )
 
 
@@ -990,6 +1001,7 @@ def _meeting(row: Row[Any]) -> Meeting:
         remind_s=row.remind_s,
         state=row.state,
         created_at=row.created_at,
+        lobby=bool(row.lobby),
     )
 
 

@@ -73,6 +73,8 @@ class Schedule:
     title: str = ""
     agenda: tuple[str, ...] = ()
     remind: timedelta | None = None
+    #: Open the huddle with its waiting room on (the ``lobby`` option).
+    lobby: bool = False
     words: list[str] = field(default_factory=list, compare=False, repr=False)
 
 
@@ -124,7 +126,7 @@ def _local(day: date, clock: time, tz: ZoneInfo) -> datetime:
 
 
 def parse_when(text: str, now: datetime, tz_name: str) -> Schedule:
-    """Read ``<when> [for <duration>] [remind <duration>] [<title>] [agenda: a; b]``."""
+    """Read ``<when> [for <duration>] [remind <duration>] [lobby] [<title>] [agenda: a; b]``."""
     tz = zone(tz_name)
     local_now = now.astimezone(tz)
     if re.search(r"(?i)\bagenda:", text):
@@ -145,9 +147,15 @@ def parse_when(text: str, now: datetime, tz_name: str) -> Schedule:
         start, rrule = _every(words, local_now, tz)
     else:
         start = _day_and_clock(words, local_now, tz)
-    duration, remind = DEFAULT_DURATION, None
-    while len(words) >= 2 and words[0].lower() in ("for", "remind"):
+    duration, remind, lobby = DEFAULT_DURATION, None, False
+    while words and (
+        # `lobby` as typed, lower case: "Lobby redesign" stays a title.
+        words[0] == "lobby" or (len(words) >= 2 and words[0].lower() in ("for", "remind"))
+    ):
         keyword = words.pop(0).lower()
+        if keyword == "lobby":
+            lobby = True
+            continue
         span = _duration(words.pop(0))
         if keyword == "for":
             if span > MAX_DURATION:
@@ -166,6 +174,7 @@ def parse_when(text: str, now: datetime, tz_name: str) -> Schedule:
         title=" ".join(words).strip(),
         agenda=agenda,
         remind=remind,
+        lobby=lobby,
     )
 
 

@@ -30,7 +30,7 @@ from media.events import (
     ParticipantJoined,
     ParticipantLeft,
     ParticipantRemoved,
-    RoomLocked,
+    RoomChanged,
 )
 from media.network import MediaNetwork, PortRange
 from media.server import MediaStats
@@ -167,6 +167,8 @@ def access_from_wire(data: object) -> HuddleAccess | None:
         closed_reason=field(access, "closed_reason", str),
         notes=field(access, "notes", str),
         locked=field(access, "locked", bool),
+        lobby=field(access, "lobby", bool),
+        passcode=field(access, "passcode", str),
         removed_seats=frozenset(_strings(access, "removed_seats")),
     )
 
@@ -186,7 +188,7 @@ def event_to_wire(event: MediaEvent) -> dict[str, Any]:
         ParticipantLeft: "left",
         NotesChanged: "notes",
         ParticipantRemoved: "removed",
-        RoomLocked: "locked",
+        RoomChanged: "room",
         EndRequested: "end",
     }
     return {"kind": kind[type(event)], **asdict(event), "at": event.at.isoformat()}
@@ -207,8 +209,9 @@ def event_from_wire(data: object) -> MediaEvent:
     kind = event.get("kind")
     if kind == "notes":
         return NotesChanged(huddle_id, field(event, "text", str), field(event, "by", str), at)
-    if kind == "locked":
-        return RoomLocked(huddle_id, field(event, "locked", bool), field(event, "by", str), at)
+    if kind == "room":
+        locked, lobby = field(event, "locked", bool), field(event, "lobby", bool)
+        return RoomChanged(huddle_id, locked, lobby, field(event, "by", str), at)
     if kind == "end":
         return EndRequested(huddle_id, field(event, "by", str), at)
     participant = field(event, "participant_id", str)

@@ -62,11 +62,12 @@ class ParticipantRemoved:
 
 
 @dataclass(frozen=True)
-class RoomLocked:
-    """A host locked the huddle (``locked``) or unlocked it, from the call."""
+class RoomChanged:
+    """A host changed the huddle's settings from the call: locked, waiting room on."""
 
     huddle_id: str
     locked: bool
+    lobby: bool
     by: str
     at: datetime
 
@@ -85,7 +86,7 @@ MediaEvent = (
     | ParticipantLeft
     | NotesChanged
     | ParticipantRemoved
-    | RoomLocked
+    | RoomChanged
     | EndRequested
 )
 MediaListener = Callable[[MediaEvent], Awaitable[None]]
@@ -104,6 +105,10 @@ class HuddleAccess:
     notes: str = ""
     #: Locked by a host: only host links get in.
     locked: bool = False
+    #: Waiting room on: a host lets each newcomer in (guests wait whatever this says).
+    lobby: bool = False
+    #: The passcode's digest (:func:`media.passcodes.digest`), empty when there is none.
+    passcode: str = ""
     #: Seats (browsers) a host removed: refused for the rest of the huddle.
     removed_seats: frozenset[str] = frozenset()
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from media.events import EndRequested, ParticipantRemoved, RoomLocked
+from media.events import EndRequested, ParticipantRemoved, RoomChanged
 from media.messages import HOST_TYPES
-from media.rooms import Participant, ProtocolError, Room
+from media.rooms import Participant, ProtocolError, Room, Waiter
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ _DOING = {
     "lock": "lock the huddle",
     "role": "make co-hosts",
     "end": "end the huddle for everyone",
+    "lobby": "turn the waiting room on or off",
+    "admit": "let people in",
+    "admit-all": "let people in",
+    "deny": "turn people away",
 }
 
 
@@ -61,9 +65,18 @@ def handle(room: Room, sender: Participant, kind: str, data: dict[str, Any]) -> 
     elif kind == "remove":
         _remove(room, sender, _target(room, data))
     elif kind == "lock":
-        locked = _flag(data, "locked")
-        if set_locked(room, locked, sender.name):
-            room.emit(RoomLocked(room.id, locked, sender.name, room.now()))
+        if set_locked(room, _flag(data, "locked"), sender.name):
+            room.emit(RoomChanged(room.id, room.locked, room.lobby, sender.name, room.now()))
+    elif kind == "lobby":
+        if set_lobby(room, _flag(data, "on"), sender.name):
+            room.emit(RoomChanged(room.id, room.locked, room.lobby, sender.name, room.now()))
+    elif kind == "admit":
+        room.admit(_waiter(room, data))
+    elif kind == "admit-all":
+        for waiter in list(room.waiting.values()):
+            room.admit(waiter)
+    elif kind == "deny":
+        room.deny(_waiter(room, data), sender.name)
     elif kind == "role":
         _set_role(room, sender, _target(room, data), data.get("role"))
     else:  # "end"
@@ -79,6 +92,36 @@ def set_locked(room: Room, locked: bool, by: str) -> bool:
     word = "locked" if locked else "unlocked"
     room.tell_everyone({"type": "notice", "text": f"{by} {word} the huddle."})
     return True
+
+
+def set_lobby(room: Room, on: bool, by: str) -> bool:
+    """Turn the waiting room on or off and tell everyone; off lets in all who wait but guests.
+
+    False if it already was so.
+    """
+    if on == room.lobby:
+        return False
+    room.lobby = on
+    if not on:
+        for waiter in list(room.waiting.values()):
+            if not room.must_wait(waiter.role):
+                room.admit(waiter)
+    room.tell_everyone({"type": "room", "room": room.room_info()})
+    word = "turned the waiting room on" if on else "turned the waiting room off"
+    room.tell_everyone({"type": "notice", "text": f"{by} {word}."})
+    return True
+
+
+def _waiter(room: Room, data: dict[str, Any]) -> Waiter:
+    waiter_id = data.get("participant")
+    if not isinstance(waiter_id, str):
+        raise ProtocolError("bad_field", "`participant` must be the waiting person's id.")
+    waiter = room.waiting.get(waiter_id)
+    if waiter is None:
+        raise ProtocolError(
+            "no_such_participant", f"Nobody with id {waiter_id[:20]!r} is waiting to join."
+        )
+    return waiter
 
 
 def _target(room: Room, data: dict[str, Any]) -> Participant:

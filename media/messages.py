@@ -28,6 +28,10 @@ HOST_TYPES = frozenset(
         "lock",
         "role",
         "end",
+        "lobby",
+        "admit",
+        "admit-all",
+        "deny",
     }
 )
 
@@ -54,6 +58,8 @@ ErrorCode = Literal[
     "locked",
     "removed",
     "no_such_participant",
+    "denied",
+    "bad_passcode",
 ]
 
 #: A participant's role in the call: ``host`` (from the host link, or passed on), ``cohost`` (made
@@ -96,6 +102,31 @@ class RoomInfo(TypedDict):
     locked: bool
     #: Whether people a host muted may unmute themselves.
     unmuteAllowed: bool
+    #: Waiting room on: a host lets each newcomer in.
+    lobby: bool
+
+
+class WaiterInfo(TypedDict):
+    """Someone in the waiting room, as hosts see them."""
+
+    id: str
+    name: str
+    role: CallRole
+
+
+class WaitingMessage(TypedDict):
+    """You are in the waiting room: a host will let you in (nothing about who is inside)."""
+
+    type: Literal["waiting"]
+    huddle: HuddleInfo
+
+
+class LobbyMessage(TypedDict):
+    """To hosts: who is in the waiting room now, in arrival order; ``arrived`` is new."""
+
+    type: Literal["lobby"]
+    waiting: list[WaiterInfo]
+    arrived: WaiterInfo | None
 
 
 class WelcomeMessage(TypedDict):
@@ -239,4 +270,6 @@ ServerMessage = (
     | MutedMessage
     | CameraOffAskedMessage
     | MaySpeakMessage
+    | WaitingMessage
+    | LobbyMessage
 )

@@ -49,6 +49,7 @@ from media.messages import (
     RoomInfo,
     ServerMessage,
     StreamInfo,
+    WaiterInfo,
 )
 from media.network import MediaNetwork, PortsExhausted
 
@@ -159,6 +160,25 @@ class Participant:
         ]
 
 
+@dataclass(eq=False)
+class Waiter:
+    """Someone in the waiting room: not a participant, sends and receives no media, sees nobody.
+
+    ``admitted`` is called with their :class:`Participant` once a host lets them in.
+    """
+
+    id: str
+    name: str
+    connection: Connection
+    role: CallRole
+    seat: str
+    admitted: Callable[[Participant], None]
+
+    def info(self) -> WaiterInfo:
+        """As hosts see them in the queue."""
+        return {"id": self.id, "name": self.name, "role": self.role}
+
+
 def parse_sdp(sdp: str, kind: str) -> SessionDescription:
     """Parse ``sdp`` far enough to refuse garbage with ``bad_sdp`` before aiortc touches it."""
     if not sdp.startswith("v=0"):
@@ -243,6 +263,7 @@ class Room:
         ids: Iterator[int],
         notes: str = "",
         locked: bool = False,
+        lobby: bool = False,
     ) -> None:
         self.id = huddle_id
         self.title = title
@@ -254,6 +275,10 @@ class Room:
         self.unmute_allowed = True
         #: Seats a host removed: refused for as long as this room lives (the bot's gate after).
         self.removed_seats: set[str] = set()
+        #: Waiting room on: newcomers without a host link wait for a host (guests always do).
+        self.lobby = lobby
+        #: Who waits, in arrival order, by waiter id.
+        self.waiting: dict[str, Waiter] = {}
         self._stats = stats
         self._ice_servers = ice_servers
         self._network = network or MediaNetwork()
@@ -299,6 +324,8 @@ class Room:
             len(self.participants),
         )
         self._emit(ParticipantJoined(self.id, participant.id, name, self._clock()))
+        if participant.is_host and self.waiting:
+            self.tell_lobby()
         return participant
 
     async def remove(self, participant: Participant, why: str) -> None:
@@ -330,7 +357,7 @@ class Room:
                 self._pass_host()
             for other in self.participants.values():
                 self._spawn(self.sync(other))
-        if not self.participants:
+        if not self.participants and not self.waiting:
             self._on_empty(self)
         if participant.pc is not None:
             await participant.pc.close()
@@ -341,9 +368,12 @@ class Room:
             "huddle_ended huddle=%s reason=%r count=%d", self.id, reason, len(self.participants)
         )
         self._ending = True
-        for participant in list(self.participants.values()):
-            participant.connection.send({"type": "ended", "reason": reason})
-            participant.connection.close()
+        waiting = list(self.waiting.values())
+        self.waiting.clear()
+        connections = [p.connection for p in self.participants.values()]
+        for connection in [*connections, *(waiter.connection for waiter in waiting)]:
+            connection.send({"type": "ended", "reason": reason})
+            connection.close()
         await asyncio.gather(
             *(self.remove(p, "ended") for p in list(self.participants.values())),
             return_exceptions=True,
@@ -381,7 +411,72 @@ class Room:
 
     def room_info(self) -> RoomInfo:
         """The room's settings as the protocol tells them."""
-        return {"locked": self.locked, "unmuteAllowed": self.unmute_allowed}
+        return {"locked": self.locked, "unmuteAllowed": self.unmute_allowed, "lobby": self.lobby}
+
+    # -- the waiting room ----------------------------------------------------------------------
+
+    def must_wait(self, role: CallRole) -> bool:
+        """Whether someone joining with ``role`` waits for a host (hosts never do)."""
+        return role != "host" and (self.lobby or role == "guest")
+
+    def enqueue(
+        self,
+        name: str,
+        connection: Connection,
+        role: CallRole,
+        seat: str,
+        admitted: Callable[[Participant], None],
+    ) -> Waiter:
+        """Put ``name`` in the waiting room: they are told to wait, hosts are told they came."""
+        waiter = Waiter(f"w-{next(self._ids)}", name, connection, role, seat, admitted)
+        self.waiting[waiter.id] = waiter
+        connection.send({"type": "waiting", "huddle": {"id": self.id, "title": self.title}})
+        log.info("participant_waiting huddle=%s waiter=%s", self.id, waiter.id)
+        self.tell_lobby(arrived=waiter)
+        return waiter
+
+    def admit(self, waiter: Waiter) -> Participant | None:
+        """Let ``waiter`` in as a participant (None if they are gone)."""
+        if self.waiting.pop(waiter.id, None) is None:
+            return None
+        participant = self.add(waiter.name, waiter.connection, waiter.role, waiter.seat)
+        waiter.admitted(participant)
+        self.tell_lobby()
+        return participant
+
+    def deny(self, waiter: Waiter, by: str) -> None:
+        """Turn ``waiter`` away: they are told why, their socket closes."""
+        if self.waiting.pop(waiter.id, None) is None:
+            return
+        waiter.connection.send(
+            {
+                "type": "error",
+                "code": "denied",
+                "message": f"{by}, a host, did not let you into this huddle.",
+                "fatal": True,
+            }
+        )
+        waiter.connection.close()
+        self.tell_lobby()
+
+    def drop_waiter(self, waiter: Waiter) -> None:
+        """``waiter`` left the waiting room (closed the page): hosts' queue shrinks."""
+        if self.waiting.pop(waiter.id, None) is not None:
+            self.tell_lobby()
+        if not self.participants and not self.waiting:
+            self._on_empty(self)
+
+    def tell_lobby(self, arrived: Waiter | None = None) -> None:
+        """Send every host the waiting room's queue (``arrived``: who just came)."""
+        queue = [waiter.info() for waiter in self.waiting.values()]
+        for host in self.hosts():
+            host.connection.send(
+                {
+                    "type": "lobby",
+                    "waiting": queue,
+                    "arrived": arrived.info() if arrived else None,
+                }
+            )
 
     def hosts(self) -> list[Participant]:
         """Everyone with a host's powers, in joining order."""
@@ -420,6 +515,8 @@ class Room:
         log.info("host_passed huddle=%s participant=%s", self.id, heir.id)
         self.updated(heir)
         self.tell_everyone({"type": "notice", "text": f"{heir.name} is now the host."})
+        if self.waiting:
+            self.tell_lobby()
 
     # -- negotiation ---------------------------------------------------------------------------
 

@@ -23,21 +23,21 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from media import hosting, tokens
+from media import hosting, passcodes, tokens
 from media.events import (
     HuddleAccess,
     HuddleGate,
     MediaEvent,
     MediaListener,
     ParticipantRemoved,
-    RoomLocked,
+    RoomChanged,
     Subscribers,
 )
 from media.forwarding import ForwardingStats
 from media.limits import RateLimit, retry_text
 from media.messages import CallRole
 from media.network import MediaNetwork
-from media.rooms import Room
+from media.rooms import ProtocolError, Room
 from media.signaling import (
     HARD_FRAME_LIMIT,
     LOCKED,
@@ -83,6 +83,11 @@ JOIN_RATE = 1.0
 #: channel holds the same card link. HttpOnly: page scripts never see it.
 SEAT_COOKIE = "huddle_seat"
 _SEAT = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+#: Wrong passcodes: per address a few tries then one every 20 s; per huddle (whatever the
+#: addresses: a botnet guessing one huddle's code) 30 then one every 5 s.
+PASSCODE_BURST, PASSCODE_RATE = 5, 1 / 20
+HUDDLE_PASSCODE_BURST, HUDDLE_PASSCODE_RATE = 30, 1 / 5
 
 #: Seconds between WebSocket pings: a vanished client is noticed within twice this.
 HEARTBEAT_SECONDS = 15.0
@@ -176,7 +181,12 @@ class MediaFront:
         #: catches up): seats removed, and whether each huddle is locked now.
         self._removed: dict[str, set[str]] = {}
         self._locked: dict[str, bool] = {}
+        self._lobby: dict[str, bool] = {}
         self._subscribers.add(self._note_host_decision)
+        self._passcode_tries = RateLimit(PASSCODE_BURST, PASSCODE_RATE)
+        self._huddle_passcode_tries = RateLimit(
+            HUDDLE_PASSCODE_BURST, HUDDLE_PASSCODE_RATE, exempt_loopback=False
+        )
 
     def add_routes(self, app: web.Application) -> None:
         """Serve the join page, the signaling socket and the web client's files on ``app``."""
@@ -189,15 +199,45 @@ class MediaFront:
         token = tokens.issue(self._secret, huddle_id, expires_at, role)
         return f"{self._public_url}/h/{quote(huddle_id, safe='')}?t={token}"
 
-    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None:
-        """Lock or unlock ``huddle_id`` from outside the call (``/meet lock``)."""
+    async def set_room(self, huddle_id: str, *, locked: bool, lobby: bool, by: str) -> None:
+        """Lock or unlock ``huddle_id``, turn its waiting room on or off, from outside the call
+        (``/meet lock``, ``/meet lobby``)."""
         self._locked[huddle_id] = locked
+        self._lobby[huddle_id] = lobby
+
+    def check_passcode(self, access: HuddleAccess, peer: str) -> Callable[[object], None] | None:
+        """What checks a ``join``'s passcode for ``access`` from ``peer`` (None: no passcode)."""
+        if not access.passcode:
+            return None
+        huddle_key = f"huddle:{access.huddle_id}"
+
+        def check(given: object) -> None:
+            retry = max(
+                self._passcode_tries.wait(peer), self._huddle_passcode_tries.wait(huddle_key)
+            )
+            if retry:
+                raise ProtocolError(
+                    "rate_limited",
+                    f"Too many wrong passcodes; try again {retry_text(retry)}.",
+                )
+            if isinstance(given, str) and len(given) <= passcodes.MAX_LENGTH:
+                if passcodes.matches(access.passcode, access.huddle_id, given):
+                    return
+            self._passcode_tries.spend(peer)
+            self._huddle_passcode_tries.spend(huddle_key)
+            log.info("passcode_wrong huddle=%s peer=%s", access.huddle_id, peer)
+            if given is None or given == "":
+                raise ProtocolError("bad_passcode", "This huddle needs its passcode to join.")
+            raise ProtocolError("bad_passcode", "That passcode is not right. Try again.")
+
+        return check
 
     async def _note_host_decision(self, event: MediaEvent) -> None:
         if isinstance(event, ParticipantRemoved) and event.seat:
             self._removed.setdefault(event.huddle_id, set()).add(event.seat)
-        elif isinstance(event, RoomLocked):
+        elif isinstance(event, RoomChanged):
             self._locked[event.huddle_id] = event.locked
+            self._lobby[event.huddle_id] = event.lobby
 
     def subscribe(self, listener: MediaListener) -> None:
         """Call ``listener`` with every :class:`media.events.MediaEvent`, in order."""
@@ -232,7 +272,8 @@ class MediaFront:
         elif seat in access.removed_seats or seat in self._removed.get(huddle_id, ()):
             return REMOVED
         locked = self._locked.get(huddle_id, access.locked)
-        if locked and claims.role != "host":
+        lobby = self._lobby.get(huddle_id, access.lobby) or claims.role == "guest"
+        if locked and claims.role != "host" and not lobby:
             return LOCKED
         return Admission(access, claims, seat, new_seat)
 
@@ -276,6 +317,8 @@ class MediaFront:
         config = {
             "huddleId": access.huddle_id,
             "title": access.title,
+            # The page asks for the passcode (host links need none).
+            "passcode": bool(access.passcode) and admission.claims.role != "host",
             # TURN credentials expire with the link the page was opened with.
             "iceServers": self._client_ice.for_client(
                 admission.claims.expires_at, access.huddle_id
@@ -355,12 +398,13 @@ class MediaServer(MediaFront):
         if room is not None:
             await room.end(reason)
 
-    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None:
-        """Lock or unlock ``huddle_id`` from outside the call; the people in it are told."""
-        await super().set_locked(huddle_id, locked, by)
+    async def set_room(self, huddle_id: str, *, locked: bool, lobby: bool, by: str) -> None:
+        """Change ``huddle_id``'s settings from outside the call; the people in it are told."""
+        await super().set_room(huddle_id, locked=locked, lobby=lobby, by=by)
         room = self._rooms.get(huddle_id)
         if room is not None:
             hosting.set_locked(room, locked, by)
+            hosting.set_lobby(room, lobby, by)
 
     def stats(self) -> MediaStats:
         """Counters since start, and who is connected now."""
@@ -429,6 +473,11 @@ class MediaServer(MediaFront):
             peer=request.remote or "?",
             role=_call_role(admission.claims.role),
             seat=admission.seat,
+            check_passcode=(
+                None
+                if admission.claims.role == "host"
+                else self.check_passcode(access, request.remote or "?")
+            ),
         )
         self._sessions.add(session)
         try:
@@ -454,6 +503,7 @@ class MediaServer(MediaFront):
                 ids=self._participant_ids,
                 notes=access.notes,
                 locked=self._locked.get(access.huddle_id, access.locked),
+                lobby=self._lobby.get(access.huddle_id, access.lobby),
             )
             room.removed_seats |= access.removed_seats | self._removed.get(access.huddle_id, set())
             self._rooms[access.huddle_id] = room

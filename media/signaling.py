@@ -30,7 +30,7 @@ from media.messages import (
     ErrorCode,
     ServerMessage,
 )
-from media.rooms import Participant, ProtocolError, Room
+from media.rooms import Participant, ProtocolError, Room, Waiter
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,14 @@ class SignalingSession:
         peer: str,
         role: CallRole = "participant",
         seat: str = "",
+        check_passcode: Callable[[object], None] | None = None,
     ) -> None:
         self._ws = ws
+        #: Raises :class:`ProtocolError` unless the ``join``'s ``passcode`` field lets them in
+        #: (None: the huddle has no passcode, or this link is a host's).
+        self._check_passcode = check_passcode
+        #: Set while they are in the waiting room.
+        self._waiter: Waiter | None = None
         #: From the signed join link: what this person is when they join.
         self._role: CallRole = role
         self._seat = seat
@@ -234,6 +240,8 @@ class SignalingSession:
             self._counters.connections -= 1
             if self._room is not None and self._participant is not None:
                 await self._room.remove(self._participant, why)
+            elif self._room is not None and self._waiter is not None:
+                self._room.drop_waiter(self._waiter)
             await self._connection.closed()
             log.info("signaling_closed %s why=%s", self._label, why)
 
@@ -298,13 +306,17 @@ class SignalingSession:
             self._connection.send({"type": "pong"})
             return
         if kind == "join":
-            self._join(_display_name(data))
+            self._join(_display_name(data), data.get("passcode"))
             return
         if kind == "leave":
             self._done = "left"
             return
         room, participant = self._room, self._participant
         if room is None or participant is None:
+            if self._waiter is not None:
+                raise ProtocolError(
+                    "bad_state", "You are in the waiting room: a host will let you in."
+                )
             raise ProtocolError("bad_state", f"Send `join` before `{kind}`.")
         if kind in HOST_TYPES:
             hosting.handle(room, participant, kind, data)
@@ -322,8 +334,8 @@ class SignalingSession:
                 raise ProtocolError("bad_field", f"Notes are limited to {MAX_NOTES} characters.")
             room.update_notes(participant, text)
 
-    def _join(self, name: str) -> None:
-        if self._participant is not None:
+    def _join(self, name: str, passcode: object) -> None:
+        if self._participant is not None or self._waiter is not None:
             raise ProtocolError("bad_state", "You have already joined this huddle.")
         reason = self._ended_reason()
         if reason is not None:
@@ -334,7 +346,10 @@ class SignalingSession:
         if self._seat and self._seat in room.removed_seats:
             self._done = "removed"
             raise ProtocolError("removed", REMOVED, fatal=True)
-        if room.locked and self._role != "host":
+        if self._check_passcode is not None:
+            self._check_passcode(passcode)  # a wrong code may be tried again, within limits
+        waits = room.must_wait(self._role)
+        if room.locked and self._role != "host" and not waits:
             self._done = "locked"
             raise ProtocolError("locked", LOCKED, fatal=True)
         if len(room.participants) >= self._max_participants:
@@ -345,8 +360,17 @@ class SignalingSession:
                 fatal=True,
             )
         self._room = room
-        self._participant = room.add(name, self._connection, self._role, self._seat)
-        self._label = f"huddle={self._huddle_id} participant={self._participant.id}"
+        if waits:
+            self._waiter = room.enqueue(name, self._connection, self._role, self._seat, self._in)
+            self._label = f"huddle={self._huddle_id} waiter={self._waiter.id}"
+            return
+        self._in(room.add(name, self._connection, self._role, self._seat))
+
+    def _in(self, participant: Participant) -> None:
+        """They are a participant now (at once, or admitted from the waiting room)."""
+        self._participant = participant
+        self._waiter = None
+        self._label = f"huddle={self._huddle_id} participant={participant.id}"
 
     def _error(
         self, code: ErrorCode, message: str, *, fatal: bool = False, quiet: bool = False

@@ -208,12 +208,13 @@ class Worker:
             huddle_id = control.field(message, "huddle", str)
             reason = control.field(message, "reason", str)
             self._spawn(self._end(request_id, huddle_id, reason))
-        elif kind == "lock":
+        elif kind == "room":
             request_id = control.field(message, "id", int)
             huddle_id = control.field(message, "huddle", str)
             locked = control.field(message, "locked", bool)
+            lobby = control.field(message, "lobby", bool)
             by = control.field(message, "by", str)
-            self._spawn(self._lock(request_id, huddle_id, locked, by))
+            self._spawn(self._set_room(request_id, huddle_id, locked, lobby, by))
         elif kind == "stats?":
             self.send_stats(control.field(message, "id", int))
         else:
@@ -225,9 +226,11 @@ class Worker:
         finally:
             self.send({"type": "done", "id": request_id})
 
-    async def _lock(self, request_id: int, huddle_id: str, locked: bool, by: str) -> None:
+    async def _set_room(
+        self, request_id: int, huddle_id: str, locked: bool, lobby: bool, by: str
+    ) -> None:
         try:
-            await self.server.set_locked(huddle_id, locked, by)
+            await self.server.set_room(huddle_id, locked=locked, lobby=lobby, by=by)
         finally:
             self.send({"type": "done", "id": request_id})
 

@@ -315,12 +315,14 @@ class MediaWorkers(MediaFront):
         if worker is not None:
             await worker.request({"type": "end", "huddle": huddle_id, "reason": reason})
 
-    async def set_locked(self, huddle_id: str, locked: bool, by: str) -> None:
-        """Lock or unlock the huddle here (join pages) and on its worker (the call)."""
-        await super().set_locked(huddle_id, locked, by)
+    async def set_room(self, huddle_id: str, *, locked: bool, lobby: bool, by: str) -> None:
+        """Change the huddle's settings here (join pages) and on its worker (the call)."""
+        await super().set_room(huddle_id, locked=locked, lobby=lobby, by=by)
         worker = self.worker_for(huddle_id)
         if worker is not None:
-            await worker.request({"type": "lock", "huddle": huddle_id, "locked": locked, "by": by})
+            await worker.request(
+                {"type": "room", "huddle": huddle_id, "locked": locked, "lobby": lobby, "by": by}
+            )
 
     def stats(self) -> MediaStats:
         """The workers' counters summed (as of their last snapshot), and who is connected now."""

@@ -50,7 +50,9 @@ async def test_a_meeting_in_seconds_gets_agenda_rsvp_reminder_and_starts(
     assert "Europe/Berlin" in zone_reply["text"] and zone_reply["ephemeral"]
 
     body = await huddle.say(
-        "team", "alice", "/meet schedule in 5 seconds remind 3s Standup agenda: wins; blockers"
+        "team",
+        "alice",
+        "/meet schedule in 5 seconds remind 3s lobby Standup agenda: wins; blockers",
     )
     [card] = body["posts"]
     assert card["title"] == "Scheduled: Standup"
@@ -86,6 +88,7 @@ async def test_a_meeting_in_seconds_gets_agenda_rsvp_reminder_and_starts(
         huddle, "team", "carol", lambda p: p["title"] == "Standup" and p["buttons"], within=10
     )
     assert started["buttons"][0]["url"].startswith(f"{huddle.url}/h/")
+    assert "waiting room" in started["text"]  # scheduled with `lobby`
     await wait_for_post(
         huddle, "team", "carol", lambda p: p["id"] == card["id"] and "Started." in p["text"]
     )

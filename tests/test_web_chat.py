@@ -242,3 +242,56 @@ async def test_the_host_locks_and_unlocks_from_the_channel_and_the_call_follows(
     assert link_role(again["buttons"][0]["url"]) == "host"
     [nope] = (await huddle.say("general", "bob", f"/meet host {huddle_id}"))["posts"]
     assert "Only alice" in nope["text"] and not nope["buttons"]
+
+
+async def test_waiting_room_guest_link_and_passcode_from_the_channel(
+    huddle: RunningHuddle,
+) -> None:
+    from media.contrib.client import HuddleClient
+
+    card, host_post = (await huddle.say("general", "alice", "/meet lobby Interview"))["posts"]
+    assert card["title"] == "Interview" and "waiting room" in card["text"]
+    huddle_id = card["text"].split("id `")[1].split("`")[0]
+    card_url, host_url = card["buttons"][0]["url"], host_post["buttons"][0]["url"]
+
+    async with HuddleClient(host_url, "Alice", publish_video=False) as alice:
+        await alice.join()
+        async with HuddleClient(card_url, "Bob", publish_video=False) as bob:
+            await bob.connect()
+            await bob.send({"type": "join", "name": "Bob"})
+            assert (await bob.wait_first(within=15))["type"] == "waiting"
+            await alice.expect("lobby", where=lambda m: m["arrived"], within=15)
+
+        # A guest link: for people outside the channel, always through the waiting room.
+        [nope] = (await huddle.say("general", "bob", f"/meet invite {huddle_id}"))["posts"]
+        assert "Only alice" in nope["text"] and not nope["buttons"]
+        [invite] = (await huddle.say("general", "alice", f"/meet invite {huddle_id}"))["posts"]
+        assert invite["ephemeral"] is True and invite["buttons"][0]["label"] == "Guest link"
+        assert link_role(invite["buttons"][0]["url"]) == "guest"
+
+        # A passcode: asked on the join page of every link but the host's.
+        [set_code] = (await huddle.say("general", "alice", f"/meet passcode {huddle_id} 2468"))[
+            "posts"
+        ]
+        assert "`2468`" in set_code["text"] and set_code["ephemeral"] is True
+        async with huddle.http.get(card_url) as page:
+            assert '"passcode": true' in await page.text()
+        async with huddle.http.get(host_url) as page:
+            assert '"passcode": false' in await page.text()
+        async with HuddleClient(card_url, "Carol", publish_video=False) as carol:
+            await carol.connect()
+            await carol.send({"type": "join", "name": "Carol", "passcode": "1111"})
+            assert (await carol.wait_first(within=15))["code"] == "bad_passcode"
+            mark = len(carol.messages)
+            await carol.send({"type": "join", "name": "Carol", "passcode": "2468"})
+            assert (await carol.wait_first(after=mark, within=15))["type"] == "waiting"
+        await huddle.say("general", "alice", f"/meet passcode {huddle_id} off")
+
+        # The waiting room off: the card's link lets people straight in again.
+        [off] = (await huddle.say("general", "alice", f"/meet lobby off {huddle_id}"))["posts"]
+        assert "is off" in off["text"]
+        async with HuddleClient(card_url, "Dave", publish_video=False) as dave:
+            await dave.join()
+            assert dave.you is not None and dave.you["role"] == "participant"
+    [shown] = [p for p in await huddle.history("general") if p["id"] == card["id"]]
+    assert "waiting room" not in shown["text"]

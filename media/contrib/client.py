@@ -370,6 +370,17 @@ class HuddleClient:
         assert found is not None
         return found
 
+    async def wait_first(self, *, after: int = 0, within: float = 10.0) -> dict[str, Any]:
+        """The first message at index >= ``after`` that is not a ``pong``."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            found[:] = [m for m in self.messages[after:] if m["type"] != "pong"][:1]
+            return bool(found)
+
+        await self.wait_for(seen, within=within)
+        return found[0]
+
     async def wait_for(self, condition: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until ``condition()`` holds (checked on each message and every 50 ms)."""
         deadline = time.monotonic() + within

@@ -40,6 +40,14 @@
     muteAll: $("mute-all-button"),
     lockToggle: $("lock-toggle"),
     unmuteToggle: $("unmute-toggle"),
+    passcode: $("passcode-input"),
+    passcodeLabel: $("passcode-label"),
+    waiting: $("waiting"),
+    waitingLeave: $("waiting-leave"),
+    lobbyToggle: $("lobby-toggle"),
+    lobby: $("lobby"),
+    lobbyList: $("lobby-list"),
+    admitAll: $("admit-all-button"),
     ask: $("ask"),
     askText: $("ask-text"),
     askYes: $("ask-yes"),
@@ -60,7 +68,8 @@
     tiles: new Map(), // id -> {root, video, label, trackIds}
     audio: true,
     video: true,
-    room: { locked: false, unmuteAllowed: true },
+    room: { locked: false, unmuteAllowed: true, lobby: false },
+    waitingList: [], // hosts: who is in the waiting room
     finished: false, // left, ended or failed: no more reconnect or error noise
     inbox: Promise.resolve(),
     timeline: [], // [what, ms since page start]: where the time to first video goes
@@ -86,19 +95,33 @@
       return state.timeline.map((entry) => [...entry]);
     },
     get room() { return { ...state.room }; },
+    get waiting() { return state.waitingList.map((w) => ({ ...w })); },
   });
 
   // -- pre-join ---------------------------------------------------------------------------------
 
   ui.name.value = (params.get("name") || "").slice(0, 64);
+  ui.passcode.hidden = ui.passcodeLabel.hidden = !config.passcode;
   // The publishing offer (with its ICE gathering) is made while the person types their name, so
   // that Join only has to send it.
   const publishing = startPreview().then(preparePublishing);
   publishing.catch(() => {}); // reported when Join is clicked
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
-    join();
+    if (state.ws && state.ws.readyState === WebSocket.OPEN && !state.you) {
+      // Trying another passcode on the same connection.
+      ui.join.disabled = true;
+      sendJoin();
+    } else {
+      join();
+    }
   });
+
+  function sendJoin() {
+    const message = { type: "join", name: ui.name.value.trim() };
+    if (config.passcode) message.passcode = ui.passcode.value;
+    send(message);
+  }
 
   async function startPreview() {
     const video = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
@@ -153,7 +176,7 @@
     state.ws = ws;
     ws.addEventListener("open", () => {
       mark("socket open");
-      send({ type: "join", name });
+      sendJoin();
     });
     ws.addEventListener("message", (event) => {
       let message;
@@ -331,6 +354,18 @@
       case "notice":
         showToast(message.text);
         break;
+      case "waiting":
+        ui.prejoin.hidden = true;
+        ui.waiting.hidden = false;
+        break;
+      case "lobby":
+        state.waitingList = message.waiting;
+        renderLobby();
+        if (message.arrived) {
+          showToast(`${message.arrived.name} is waiting to join.`);
+          chime();
+        }
+        break;
       case "participant-left":
         state.participants.delete(message.id);
         render();
@@ -339,8 +374,15 @@
         finish("The huddle ended", message.reason ? `The huddle ended: ${message.reason}.` : "The huddle ended.");
         break;
       case "error":
+        if (message.code === "bad_passcode" || (message.code === "rate_limited" && !state.you)) {
+          ui.prejoinStatus.textContent = message.message;
+          ui.join.disabled = false;
+          ui.passcode.focus();
+          break;
+        }
         if (message.fatal) {
           const titles = {
+            denied: "You were not let in",
             media_unreachable: "Media connection failed",
             removed: "You were removed from the huddle",
             locked: "This huddle is locked",
@@ -369,6 +411,7 @@
 
   function showCall() {
     ui.prejoin.hidden = true;
+    ui.waiting.hidden = true;
     ui.call.hidden = false;
     ui.preview.srcObject = null;
     updateButtons();
@@ -412,7 +455,8 @@
       ui.grid.appendChild(tile.root); // keeps joining order
     }
     ui.count.textContent = everyone.length === 1 ? "Just you" : `${everyone.length} people`;
-    ui.peopleButton.textContent = `People (${everyone.length})`;
+    const waiting = state.waitingList.length;
+    ui.peopleButton.textContent = `People (${everyone.length})` + (waiting ? ` · ${waiting} waiting` : "");
     renderPeople(everyone);
     layout();
   }
@@ -530,6 +574,58 @@
   });
 
   ui.muteAll.addEventListener("click", () => send({ type: "mute-all" }));
+  ui.lobbyToggle.addEventListener("change", () => send({ type: "lobby", on: ui.lobbyToggle.checked }));
+  ui.admitAll.addEventListener("click", () => send({ type: "admit-all" }));
+  ui.waitingLeave.addEventListener("click", () => {
+    send({ type: "leave" });
+    finish("You left the waiting room", "You can come back with the same link while the huddle is on.", true);
+  });
+
+  function renderLobby() {
+    const count = state.waitingList.length;
+    ui.lobby.hidden = !count;
+    ui.peopleButton.dataset.waiting = String(count);
+    ui.peopleButton.classList.toggle("badge", count > 0);
+    ui.lobbyList.replaceChildren(
+      ...state.waitingList.map((w) => {
+        const li = document.createElement("li");
+        li.dataset.testid = "waiter";
+        const label = document.createElement("span");
+        label.textContent = w.role === "guest" ? `${w.name} (guest)` : w.name;
+        const admit = document.createElement("button");
+        admit.type = "button";
+        admit.textContent = "Admit";
+        admit.dataset.testid = "admit-button";
+        admit.addEventListener("click", () => send({ type: "admit", participant: w.id }));
+        const deny = document.createElement("button");
+        deny.type = "button";
+        deny.textContent = "Deny";
+        deny.dataset.testid = "deny-button";
+        deny.addEventListener("click", () => send({ type: "deny", participant: w.id }));
+        li.append(label, admit, deny);
+        return li;
+      }),
+    );
+    render();
+  }
+
+  function chime() {
+    // A short tone: someone is at the door (no sound file to fetch).
+    try {
+      const audio = new AudioContext();
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.frequency.value = 880;
+      gain.gain.setValueAtTime(0.15, audio.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.4);
+      tone.connect(gain).connect(audio.destination);
+      tone.start();
+      tone.stop(audio.currentTime + 0.4);
+      tone.onended = () => audio.close();
+    } catch (err) {
+      console.warn("chime", err);
+    }
+  }
   ui.lockToggle.addEventListener("change", () => send({ type: "lock", locked: ui.lockToggle.checked }));
   ui.unmuteToggle.addEventListener("change", () => send({ type: "allow-unmute", allowed: ui.unmuteToggle.checked }));
   ui.end.addEventListener("click", () => {
@@ -623,6 +719,7 @@
     ui.hostControls.hidden = !hosting;
     ui.end.hidden = !hosting;
     ui.lockToggle.checked = state.room.locked;
+    ui.lobbyToggle.checked = !!state.room.lobby;
     ui.unmuteToggle.checked = state.room.unmuteAllowed;
   }
 

@@ -114,3 +114,9 @@ def test_relative_days_are_the_invokers_at_every_instant(instant: str, tz: str) 
     assert later.date() == local.date() and later > now
     monday = when("monday 10:00", tz=tz, now=now).start
     assert monday.weekday() == 0 and monday.hour == 10 and now < monday <= now + timedelta(days=7)
+
+
+def test_lobby_is_an_option_not_part_of_the_title() -> None:
+    when = parse_when("tomorrow 10:00 for 30m lobby Interview", NOW, "Europe/Berlin")
+    assert when.lobby is True and when.title == "Interview"
+    assert parse_when("tomorrow 10:00 Lobby redesign", NOW, "Europe/Berlin").lobby is False

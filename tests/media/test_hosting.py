@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from media.contrib.client import HuddleClient, JoinError
-from media.events import EndRequested, ParticipantRemoved, RoomLocked
+from media.events import EndRequested, ParticipantRemoved, RoomChanged
 from media.messages import HOST_TYPES
 from media.signaling import LOCKED, REMOVED
 from media.tokens import Role
@@ -35,27 +35,62 @@ def link(app: MediaApp, role: Role = "participant") -> str:
     return app.server.join_url("h1", time.time() + 600, role)
 
 
-async def enter(
-    stack: AsyncExitStack, app: MediaApp, name: str, role: Role = "participant", seat: str = ""
-) -> HuddleClient:
-    """``name`` joins h1 by signaling alone (no media: these scenarios are about rights)."""
+async def arrive(
+    stack: AsyncExitStack,
+    app: MediaApp,
+    name: str,
+    role: Role = "participant",
+    seat: str = "",
+    **join: Any,
+) -> tuple[HuddleClient, dict[str, Any]]:
+    """``name`` asks to join h1 by signaling alone (no media: these scenarios are about rights);
+    returns the client and the server's first answer (``welcome``, ``waiting`` or a refusal)."""
     client = await stack.enter_async_context(
         HuddleClient(link(app, role), name, seat=seat or secrets.token_urlsafe(18))
     )
     await client.connect()
     mark = len(client.messages)
-    await client.send({"type": "join", "name": name})
-    welcome = await client.expect("welcome", after=mark, within=WITHIN)
-    if welcome["type"] != "welcome":
-        raise JoinError(welcome.get("message") or welcome.get("reason") or "refused")
-    client.you = welcome["you"]
+    await client.send({"type": "join", "name": name, **join})
+    first = await client.wait_first(after=mark)
+    return client, first
+
+
+async def enter(
+    stack: AsyncExitStack,
+    app: MediaApp,
+    name: str,
+    role: Role = "participant",
+    seat: str = "",
+    host: HuddleClient | None = None,
+) -> HuddleClient:
+    """``name`` joins h1; if they are sent to the waiting room, ``host`` lets them in."""
+    client, first = await arrive(stack, app, name, role, seat)
+    if first["type"] == "waiting" and host is not None:
+        waiter = await host.expect(
+            "lobby",
+            where=lambda m: any(w["name"] == name for w in m["waiting"]),
+            within=WITHIN,
+        )
+        [entry] = [w for w in waiter["waiting"] if w["name"] == name]
+        mark = len(client.messages)
+        await host.send({"type": "admit", "participant": entry["id"]})
+        first = await client.expect("welcome", after=mark, within=WITHIN)
+    if first["type"] != "welcome":
+        raise JoinError(first.get("message") or first.get("reason") or first["type"])
+    client.you = first["you"]
     return client
 
 
 @asynccontextmanager
 async def meeting(*people: tuple[str, Role]) -> AsyncIterator[tuple[MediaApp, list[HuddleClient]]]:
+    """The first of ``people`` is a host, who lets in whoever has to wait."""
     async with media_app() as app, AsyncExitStack() as stack:
-        yield app, [await enter(stack, app, name, role) for name, role in people]
+        first, *others = people
+        host = await enter(stack, app, *first)
+        clients = [host]
+        for name, role in others:
+            clients.append(await enter(stack, app, name, role, host=host))
+        yield app, clients
 
 
 def pid(client: HuddleClient) -> str:
@@ -126,6 +161,10 @@ async def test_a_participant_sending_each_host_control_by_hand_is_refused_nothin
             "lock": {"locked": True},
             "role": {"participant": pid(bob), "role": "cohost"},
             "end": {},
+            "lobby": {"on": True},
+            "admit": {"participant": "w-1"},
+            "admit-all": {},
+            "deny": {"participant": "w-1"},
         }
         assert set(attempts) == HOST_TYPES
         for kind, fields in attempts.items():
@@ -137,6 +176,7 @@ async def test_a_participant_sending_each_host_control_by_hand_is_refused_nothin
         assert await quiet(carol, marks["Carol"]) == []
         room = app.server._rooms["h1"]
         assert (room.locked, room.unmute_allowed, room.removed_seats) == (False, True, set())
+        assert (room.lobby, room.waiting) == (False, {})
         assert [p.role for p in room.participants.values()] == [
             "host",
             "participant",
@@ -256,7 +296,7 @@ async def test_locked_huddle_refuses_the_card_link_but_not_the_host_and_opens_ag
         await alice.send({"type": "lock", "locked": True})
         await alice.expect("room", where=lambda m: m["room"]["locked"], within=WITHIN)
         await alice.wait_for(
-            lambda: any(isinstance(e, RoomLocked) and e.locked for e in app.events), within=WITHIN
+            lambda: any(isinstance(e, RoomChanged) and e.locked for e in app.events), within=WITHIN
         )
         status, page = await app.get(link(app))
         assert status == 403 and LOCKED in page
@@ -267,7 +307,7 @@ async def test_locked_huddle_refuses_the_card_link_but_not_the_host_and_opens_ag
         await alice.send({"type": "lock", "locked": False})
         await alice.expect("room", where=lambda m: not m["room"]["locked"], within=WITHIN)
         await alice.wait_for(
-            lambda: any(isinstance(e, RoomLocked) and not e.locked for e in app.events),
+            lambda: any(isinstance(e, RoomChanged) and not e.locked for e in app.events),
             within=WITHIN,
         )
         bob = await enter(stack, app, "Bob")
@@ -305,3 +345,107 @@ async def test_malformed_host_controls_get_a_clear_error_and_change_nothing(
             "host",
             "participant",
         ]
+
+
+# -- the waiting room and the passcode -------------------------------------------------------
+
+
+async def test_the_waiting_room_hides_the_call_until_a_host_admits_or_denies() -> None:
+    async with media_app() as app, AsyncExitStack() as stack:
+        alice = await enter(stack, app, "Alice", "host")
+        bob = await enter(stack, app, "Bob", host=alice)
+        await alice.send({"type": "lobby", "on": True})
+        await bob.expect("room", where=lambda m: m["room"]["lobby"], within=WITHIN)
+        bob_mark = len(bob.messages)
+
+        carol, first = await arrive(stack, app, "Carol")
+        # Carol learns the title and that she waits: nothing of who is inside.
+        assert first == {"type": "waiting", "huddle": {"id": "h1", "title": "Standup"}}
+        queue = await alice.expect("lobby", where=lambda m: m["arrived"], within=WITHIN)
+        [waiter] = queue["waiting"]
+        assert waiter["name"] == "Carol" and queue["arrived"] == waiter
+        assert (await answer_to(carol, {"type": "offer", "sdp": "v=0"}))["code"] == "bad_state"
+        assert (await answer_to(carol, {"type": "mute-all"}))["code"] == "bad_state"
+        # Nobody inside heard of her; the server holds no participant for her.
+        assert await quiet(bob, bob_mark) == []
+        assert [p.name for p in app.server._rooms["h1"].participants.values()] == ["Alice", "Bob"]
+
+        # Dave waits too; Alice denies him and admits Carol.
+        dave, _ = await arrive(stack, app, "Dave")
+        queue = await alice.expect("lobby", where=lambda m: len(m["waiting"]) == 2, within=WITHIN)
+        dave_id = queue["waiting"][1]["id"]
+        await alice.send({"type": "deny", "participant": dave_id})
+        denied = await dave.expect("error", within=WITHIN)
+        assert denied["code"] == "denied" and denied["fatal"] is True
+        assert "did not let you" in denied["message"]
+        await dave.wait_for(dave.disconnected, within=WITHIN)
+        await alice.send({"type": "admit", "participant": waiter["id"]})
+        welcome = await carol.expect("welcome", within=WITHIN)
+        assert [p["name"] for p in welcome["participants"]] == ["Alice", "Bob"]
+        await bob.expect("participant-joined", where=lambda m: m["participant"]["name"] == "Carol")
+        await alice.expect("lobby", where=lambda m: m["waiting"] == [], within=WITHIN)
+
+
+async def test_guests_always_wait_hosts_never_and_turning_the_room_off_lets_people_in() -> None:
+    async with media_app() as app, AsyncExitStack() as stack:
+        alice = await enter(stack, app, "Alice", "host")
+        _, first = await arrive(stack, app, "Gus", "guest")
+        assert first["type"] == "waiting"  # the waiting room is off, but Gus is a guest
+        await alice.send({"type": "lobby", "on": True})
+        bob, first = await arrive(stack, app, "Bob")
+        assert first["type"] == "waiting"
+        dana = await enter(stack, app, "Dana", "host")  # a host joining never waits
+        assert dana.you is not None and dana.you["role"] == "host"
+        # Locked with the waiting room on: newcomers still queue.
+        await alice.send({"type": "lock", "locked": True})
+        await alice.expect("room", where=lambda m: m["room"]["locked"], within=WITHIN)
+        _, first = await arrive(stack, app, "Erin")
+        assert first["type"] == "waiting"
+        # Waiting room off: Bob and Erin are let in, Gus (a guest) still waits.
+        await alice.send({"type": "lobby", "on": False})
+        await bob.expect("welcome", within=WITHIN)
+        queue = await alice.expect(
+            "lobby", where=lambda m: [w["name"] for w in m["waiting"]] == ["Gus"], within=WITHIN
+        )
+        assert queue["waiting"][0]["role"] == "guest"
+
+
+async def test_a_passcode_is_asked_wrong_codes_are_limited_per_huddle_and_hosts_skip_it() -> None:
+    from media.events import HuddleAccess
+    from media.passcodes import digest
+
+    async with media_app() as app, AsyncExitStack() as stack:
+        app.gate.huddles["h1"] = HuddleAccess("h1", "Standup", True, passcode=digest("h1", "4711"))
+        status, page = await app.get(link(app))
+        assert status == 200 and '"passcode": true' in page
+        status, page = await app.get(link(app, "host"))
+        assert '"passcode": false' in page
+        alice = await enter(stack, app, "Alice", "host")  # no passcode asked of the host
+        bob, first = await arrive(stack, app, "Bob")
+        assert first["code"] == "bad_passcode" and "needs its passcode" in first["message"]
+        assert not first.get("fatal")
+        assert (await answer_to(bob, {"type": "join", "name": "Bob", "passcode": "1234"}))[
+            "code"
+        ] == "bad_passcode"
+        # The right code on the same socket: in (spaces do not matter).
+        mark = len(bob.messages)
+        await bob.send({"type": "join", "name": "Bob", "passcode": "47 11"})
+        assert (await bob.expect("welcome", after=mark, within=WITHIN))["type"] == "welcome"
+
+        # Someone guessing: after the huddle's allowance of wrong codes (whatever the address),
+        # even the right one waits.
+        mallory, _ = await arrive(stack, app, "Mallory", passcode="0000")
+        answers = []
+        for guess in range(40):
+            mark = len(mallory.messages)
+            await mallory.send({"type": "join", "name": "Mallory", "passcode": f"{guess:04d}"})
+            answers.append((await mallory.expect("error", after=mark, within=WITHIN))["code"])
+            if answers[-1] == "rate_limited":
+                break
+        # 30 wrong codes in all (Bob's two, Mallory's first, then hers) before the limit.
+        assert answers[-1] == "rate_limited" and set(answers[:-1]) == {"bad_passcode"}
+        assert len(answers) >= 27
+        limited = await answer_to(mallory, {"type": "join", "name": "M", "passcode": "4711"})
+        assert limited["code"] == "rate_limited" and "wrong passcodes" in limited["message"]
+        assert [p.name for p in app.server._rooms["h1"].participants.values()] == ["Alice", "Bob"]
+        await quiet(alice, 0)

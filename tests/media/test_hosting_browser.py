@@ -142,3 +142,72 @@ async def test_someone_on_the_join_page_when_the_host_locks_is_told_on_join(
         await bob.get_by_test_id("join-button").click()
         await bob.get_by_test_id("notice").filter(has_text="locked").wait_for()
         assert await bob.evaluate("window.huddle.you") is None
+
+
+async def test_a_guest_waits_until_admitted_and_a_denied_guest_never_gets_media(
+    browser: Browser,
+) -> None:
+    async with media_app() as app:
+        alice = await join(
+            browser, app.base_url, app.server.join_url("h1", time.time() + 600, "host"), "Alice"
+        )
+        guest_link = app.server.join_url("h1", time.time() + 600, "guest")
+        gus = await open_join_page(browser, app.base_url, guest_link, "Gus")
+        await gus.get_by_test_id("join-button").click()
+        await gus.get_by_test_id("waiting").wait_for()
+        assert (await totals(gus))["audioBytes"] == 0 and await gus.evaluate(
+            "window.huddle.you"
+        ) is None
+
+        # Alice hears of him (a badge on People, a notice) and lets him in.
+        await alice.get_by_test_id("toast").filter(has_text="Gus is waiting").wait_for()
+        assert "1 waiting" in await alice.get_by_test_id("people-button").inner_text()
+        await alice.get_by_test_id("people-button").click()
+        waiter = alice.get_by_test_id("waiter").filter(has_text="Gus (guest)")
+        await waiter.get_by_test_id("admit-button").click()
+        await gus.get_by_test_id("leave-button").wait_for()
+        ids = await participant_ids(gus)
+        await assert_receiving(gus, [ids["Alice"]])
+        await assert_receiving(alice, [ids["Gus"]])
+
+        # Greta waits too and is turned away: her page never received any media.
+        greta = await open_join_page(browser, app.base_url, guest_link, "Greta")
+        await greta.get_by_test_id("join-button").click()
+        await greta.get_by_test_id("waiting").wait_for()
+        waiter = alice.get_by_test_id("waiter").filter(has_text="Greta")
+        await waiter.wait_for()
+        # While the call goes on (Alice decodes 30 more of Gus's frames), nothing reaches her.
+        before = await totals(alice)
+        deadline = time.monotonic() + WITHIN
+        while (await totals(alice))["frames"] < before["frames"] + 30:
+            assert time.monotonic() < deadline, "the call stopped"
+            assert await totals(greta) == {"audioBytes": 0, "frames": 0}
+            await asyncio.sleep(0.2)
+        assert await totals(greta) == {"audioBytes": 0, "frames": 0}
+        await waiter.get_by_test_id("deny-button").click()
+        await greta.get_by_test_id("notice").filter(has_text="did not let you").wait_for()
+        assert await greta.evaluate("window.huddle.ws.readyState") == 3  # CLOSED
+        assert app.server.stats().participants == 2
+
+
+async def test_the_join_page_asks_for_the_passcode_and_lets_a_wrong_one_be_retried(
+    browser: Browser,
+) -> None:
+    from media.events import HuddleAccess
+    from media.passcodes import digest
+
+    async with media_app() as app:
+        app.gate.huddles["h1"] = HuddleAccess("h1", "Standup", True, passcode=digest("h1", "4711"))
+        page = await open_join_page(browser, app.base_url, app.join_url(), "Bob")
+        await page.get_by_test_id("passcode-input").fill("1234")
+        await page.get_by_test_id("join-button").click()
+        await page.get_by_test_id("prejoin-status").filter(has_text="not right").wait_for()
+        await page.get_by_test_id("passcode-input").fill("4711")
+        await page.get_by_test_id("join-button").click()
+        await page.get_by_test_id("leave-button").wait_for()
+        alice = await join(
+            browser, app.base_url, app.server.join_url("h1", time.time() + 600, "host"), "Alice"
+        )
+        assert await alice.get_by_test_id("passcode-input").is_hidden()
+        ids = await participant_ids(alice)
+        await assert_receiving(alice, [ids["Bob"]])
