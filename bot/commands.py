@@ -199,7 +199,13 @@ class Commands:
         by = command.user.name
         named = f"“{huddle.title}” (`{huddle.id}`)"
         if isinstance(request, parser.HostLink):
-            return CommandResult(replies=[self.huddles.host_reply(huddle)])
+            if request.to is None or request.to == command.user.id:
+                return CommandResult(replies=[self.huddles.host_reply(huddle)])
+            await self.huddles.share_hosting(huddle, request.to, by)
+            return _reply(
+                f"Sent them a host link for {named}, privately. They join with it as a host "
+                "(if they are in the call already, they rejoin with it)."
+            )
         if isinstance(request, parser.LockHuddle):
             await self.huddles.set_room(huddle, by, locked=request.locked)
             if request.locked:

@@ -239,6 +239,22 @@ class HuddleService:
             (Button("Join as host", self.join_url(huddle.id, "host")),),
         )
 
+    async def share_hosting(self, huddle: Huddle, user_id: str, by: str) -> None:
+        """Make ``user_id`` a host too: their own host link, by direct message."""
+        link = self.host_reply(huddle)
+        await self.publisher.publish(
+            Post(
+                key=f"{huddle.card_key}/host-link/{user_id}",
+                channel=huddle.channel,
+                title=f"You host: {huddle.title}",
+                text=f"{by} made you a host. {link.text}",
+                buttons=link.buttons,
+                to_user=user_id,
+            ),
+            wait=0,
+        )
+        log.info("hosting shared huddle=%s to=%s by=%s", huddle.id, user_id, by)
+
     async def set_passcode(self, huddle: Huddle, code: str | None) -> None:
         """Ask for ``code`` on the join page from now on (None: no passcode)."""
         digest = passcodes.digest(huddle.id, code) if code else None

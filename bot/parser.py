@@ -26,6 +26,11 @@ SUBCOMMANDS = (
     "share",
 )
 HUDDLE_ID = re.compile(r"^[a-z0-9]{6,12}$")
+#: Someone mentioned: ``<@ID>`` (what adapters turn a platform's mention into) or ``@id`` (the
+#: web chat, whose user ids are names).
+MENTION = re.compile(
+    r"^(?:<@!?(?P<id>[A-Za-z0-9._-]{1,64})(?:\|[^>]*)?>|@(?P<name>[A-Za-z0-9._-]{1,64}))$"
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 USAGE = (
@@ -106,9 +111,10 @@ class SetPasscode:
 
 @dataclass(frozen=True)
 class HostLink:
-    """`/meet host <id>`: the host's own link, again."""
+    """`/meet host <id> [@someone]`: the host's own link again, or one for ``to`` (a user id)."""
 
     huddle_id: str
+    to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,14 @@ def parse(text: str) -> Request:
         if code is not None and not re.fullmatch(r"[A-Za-z0-9 -]{4,32}", code):
             return ParseError("A passcode is 4 to 32 letters or digits (spaces and dashes are ok).")
         return SetPasscode(args[0].lower(), code)
+    if verb == "host" and len(rest.split()) == 2:
+        huddle_text, who = rest.split()
+        if not HUDDLE_ID.match(huddle_text.lower()):
+            return _bad_id(huddle_text)
+        mention = MENTION.match(who)
+        if mention is None:
+            return ParseError("Mention the person: `/meet host <id> @someone`.")
+        return HostLink(huddle_text.lower(), to=mention["id"] or mention["name"])
     if verb in ("lock", "unlock", "host"):
         huddle_id = rest.lower()
         if not rest:

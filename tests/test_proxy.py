@@ -363,7 +363,7 @@ async def _seen_and_link(
         json={"user": "mallory", "text": "/meet Forged"},
         headers={**headers, **bearer},
     ) as response:
-        [card] = (await response.json())["posts"]
+        card, _host_link = (await response.json())["posts"]
     link: str = card["buttons"][0]["url"]
     return seen, link
 

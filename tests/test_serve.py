@@ -49,7 +49,7 @@ async def test_huddle_serve_runs_answers_and_stops_cleanly(tmp_path: Path) -> No
             async with http.post(
                 f"{base}/api/chat/general/messages", json={"user": "alice", "text": "/meet Demo"}
             ) as response:
-                [card] = (await response.json())["posts"]
+                card, _host_link = (await response.json())["posts"]
             # Links are built on HUDDLE_PUBLIC_URL, not on the address we happened to use.
             assert card["buttons"][0]["url"].startswith("http://huddle.example.test/h/")
             async with http.get(f"{base}/") as page:

@@ -86,7 +86,7 @@ async def test_a_signed_in_person_posts_as_themselves_whatever_the_client_claims
             f"{huddle.url}/api/chat/team/messages", json={"user": "bob", "text": "/meet Sync"}
         ) as posted:
             assert posted.status == 200
-            [card] = (await posted.json())["posts"]
+            card, _host_link = (await posted.json())["posts"]
         assert "alice" in card["text"] and "bob" not in card["text"]
         history = await huddle.parts.store.chat_history("team", None)
         assert [m.author for m in history if not m.is_bot] == ["alice"]

@@ -75,6 +75,6 @@ async def meet_over_https(
     ):
         body: dict[str, Any] = await response.json()
         assert response.status == 200, body
-    [card] = body["posts"]
+    card, _host_link = body["posts"]
     url: str = card["buttons"][0]["url"]
     return url

@@ -34,6 +34,7 @@ from adapters.slack.blocks import (
 )
 from adapters.slack.calls import CallMirror
 from adapters.slack.endpoint import EventsEndpoint
+from adapters.slack.escaping import readable
 from adapters.slack.payloads import BlockActions, SlashCommand
 from adapters.slack.posts import SlackPosts
 from adapters.slack.users import UserDirectory
@@ -263,9 +264,8 @@ class SlackAdapter:
         channel_id = payload.get("channel_id", "")
         user_id = payload.get("user_id", "")
         user = await self._user(user_id, payload.get("user_name", ""))
-        result = await self.commands.handle(
-            Command(ChannelRef(self.name, channel_id), user, payload.get("text", ""))
-        )
+        text = readable(payload.get("text", ""))
+        result = await self.commands.handle(Command(ChannelRef(self.name, channel_id), user, text))
         replies = list(result.replies)
         trouble = self.posts.trouble(channel_id)
         if not result.posted and trouble is not None:

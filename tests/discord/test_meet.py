@@ -26,7 +26,7 @@ from tests.fakes.discord import (
     SEND_MESSAGES,
     FakeDiscord,
 )
-from tests.product import RunningHuddle
+from tests.product import RunningHuddle, link_role
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -269,3 +269,24 @@ async def test_names_people_typed_show_as_typed_on_the_card(
     assert card_text(fake_discord, card["id"]) == (
         f"Hosted by Alice · id `{record.id}`\n2 in the huddle: \\*\\*Mallory\\*\\*, > \\_x\\_"
     )
+
+
+async def test_the_host_makes_someone_else_a_host_by_mention_and_the_link_goes_by_dm(
+    huddle: RunningHuddle, fake_discord: FakeDiscord
+) -> None:
+    card = await meet(fake_discord, "Planning")
+    huddle_id = card["embeds"][0]["description"].split("id `")[1].split("`")[0]
+    bob = fake_discord.user("Bob")
+    # A mention in a string option arrives as <@id>.
+    interaction = await fake_discord.invoke("meet", {"text": f"host {huddle_id} <@{bob.id}>"})
+    await fake_discord.answered(interaction)
+    [answer] = interaction.ephemeral_texts
+    assert "Sent them a host link" in answer
+    async with asyncio.timeout(30):
+        await huddle.parts.publisher.flush()
+    dm = fake_discord.dm_with(bob)
+    assert dm is not None
+    [message] = fake_discord.channel_messages(int(dm["id"]))
+    [url] = _button_urls(message)
+    assert link_role(url) == "host"
+    assert url not in json.dumps(fake_discord.channel_messages(fake_discord.general_id))

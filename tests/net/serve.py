@@ -146,20 +146,25 @@ class HostedServe:
         await self.huddle_cli("add", name, "--password-stdin", stdin=f"{password}\n")
         return (await self.huddle_cli("token", name)).strip()
 
-    async def meet(self, http: aiohttp.ClientSession, title: str) -> str:
-        """Alice types `/meet <title>` in the web chat (signed in: it has accounts beyond
-        loopback); the card's Join link."""
+    async def say(self, http: aiohttp.ClientSession, text: str) -> list[dict[str, Any]]:
+        """Alice types ``text`` in #general of the web chat (signed in: it has accounts beyond
+        loopback); the posts it answered with."""
         if self.token is None:
             self.token = await self.account("alice", "alice's long password")
         async with http.post(
             f"{self.admin_url}/api/chat/general/messages",
-            json={"text": f"/meet {title}"},
+            json={"text": text},
             headers={"Authorization": f"Bearer {self.token}"},
             **self.request_options(),
         ) as response:
             body: dict[str, Any] = await response.json()
             assert response.status == 200, body
-        [card] = body["posts"]
+        posts: list[dict[str, Any]] = body["posts"]
+        return posts
+
+    async def meet(self, http: aiohttp.ClientSession, title: str) -> str:
+        """Alice types `/meet <title>`; the card's Join link (her host link is the other post)."""
+        card, _host_link = await self.say(http, f"/meet {title}")
         url: str = card["buttons"][0]["url"]
         return url
 

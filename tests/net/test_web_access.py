@@ -245,3 +245,34 @@ async def test_from_another_address_strangers_guessers_forgers_and_floods_are_ke
     assert "rate limited" in serve.log() and "join_rate_limited" in serve.log()
     # Secrets never reach the log: not the passwords, not the tokens.
     assert "long password" not in serve.log() and (token or "?") not in serve.log()
+
+
+async def test_wrong_passcodes_from_one_address_are_cut_off_even_before_the_right_one(
+    lan: tuple[Host, Host], tmp_path: Path
+) -> None:
+    server, _ = lan
+    serve = HostedServe(server, tmp_path / "data", admin_address=ADMIN)
+    await serve.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = await serve.meet(http, "Board")
+            huddle_id = url.split("/h/", 1)[1].split("?", 1)[0]
+            [answer] = await serve.say(http, f"/meet passcode {huddle_id} 2468")
+            assert "`2468`" in answer["text"]
+            path, query = url.replace(serve.public_url, serve.admin_url).split("?", 1)
+            # From 198.18.207.2, not loopback: this address has a few tries, then waits.
+            async with http.ws_connect(f"{path}/ws?{query}") as ws:
+                codes: list[str] = []
+                for guess in range(20):
+                    await ws.send_json({"type": "join", "name": "M", "passcode": f"{guess:04d}"})
+                    codes.append((await ws.receive_json(timeout=20))["code"])
+                    if codes[-1] == "rate_limited":
+                        break
+                assert codes == ["bad_passcode"] * 5 + ["rate_limited"]
+                await ws.send_json({"type": "join", "name": "M", "passcode": "2468"})
+                limited = await ws.receive_json(timeout=20)
+                assert limited["code"] == "rate_limited" and "try again in" in limited["message"]
+    finally:
+        await serve.stop()
+    # Wrong tries are logged; the passcode itself never is.
+    assert "passcode_wrong" in serve.log() and "2468" not in serve.log()

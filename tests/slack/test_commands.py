@@ -12,7 +12,7 @@ from adapters.slack import SlackAdapter
 from bot.delivery import Undeliverable
 from bot.types import Button, ChannelRef, Post
 from tests.fakes.slack import FakeSlack, Message
-from tests.product import RunningHuddle
+from tests.product import RunningHuddle, link_role
 from tests.slack.conftest import huddle_on_slack
 
 GENERAL = "C0GENERAL"
@@ -166,3 +166,26 @@ async def test_posts_that_can_never_land_are_given_up(
     with pytest.raises(Exception, match="not_in_channel") as raised:
         await platform.send(secret, None)
     assert not isinstance(raised.value, Undeliverable)
+
+
+async def test_escaped_text_reads_as_typed_and_a_mention_makes_someone_a_host(
+    huddle: RunningHuddle, slack: FakeSlack
+) -> None:
+    # What Slack sends with should_escape on: &, < and > as entities, channels and links
+    # wrapped. The title reads as typed.
+    typed = "R&amp;D sync for <#C0GENERAL|general> &lt;3 <https://x.test/doc|the doc>"
+    await slack.acked(await slack.push("slash_commands", slack.slash_command(typed)))
+    card: Message = await slack.wait_for(lambda: slack.channel(GENERAL) and slack.card(GENERAL))
+    assert card.blocks[0]["text"]["text"] == "R&D sync for #general <3 the doc"
+    huddle_id = card.block_text().split("id `")[1].split("`")[0]
+
+    # Alice makes Bob a host: his own host link reaches his DM, and nowhere else.
+    answer = await meet(slack, f"host {huddle_id} <@U0BOB|bob>")
+    assert "Sent them a host link" in str(answer["text"])
+    dm = await slack.wait_for(lambda: slack.channel("D0BOB"), what="Bob's DM")
+    [link] = [e["url"] for b in dm[0].blocks for e in b.get("elements", []) if e.get("url")]
+    assert link_role(link) == "host" and "Alice L made you a host" in dm[0].block_text()
+    assert link not in str(slack.channel(GENERAL))
+    # Bob cannot pass hosting on from the channel: it is the host's to give.
+    refusal = await meet(slack, f"host {huddle_id} <@U0ALICE|alice>", user="U0BOB")
+    assert "Only Alice L" in str(refusal["text"])
