@@ -33,6 +33,7 @@ _DOING = {
     "admit": "let people in",
     "admit-all": "let people in",
     "deny": "turn people away",
+    "lower-hand": "lower someone's hand",
 }
 
 
@@ -74,9 +75,11 @@ def handle(room: Room, sender: Participant, kind: str, data: dict[str, Any]) -> 
         room.admit(_waiter(room, data))
     elif kind == "admit-all":
         for waiter in list(room.waiting.values()):
-            room.admit(waiter)
+            room.admit(waiter)  # stops, saying so, once the huddle is full
     elif kind == "deny":
         room.deny(_waiter(room, data), sender.name)
+    elif kind == "lower-hand":
+        room.raise_hand(_target(room, data), False)
     elif kind == "role":
         _set_role(room, sender, _target(room, data), data.get("role"))
     else:  # "end"
@@ -104,7 +107,7 @@ def set_lobby(room: Room, on: bool, by: str) -> bool:
     room.lobby = on
     if not on:
         for waiter in list(room.waiting.values()):
-            if not room.must_wait(waiter.role):
+            if not room.must_wait(waiter.role) and len(room.participants) < room.max_participants:
                 room.admit(waiter)
     room.tell_everyone({"type": "room", "room": room.room_info()})
     word = "turned the waiting room on" if on else "turned the waiting room off"

@@ -32,12 +32,14 @@ HOST_TYPES = frozenset(
         "admit",
         "admit-all",
         "deny",
+        "lower-hand",
     }
 )
 
 #: ``type`` values a client may send.
 CLIENT_TYPES = (
-    frozenset({"join", "offer", "answer", "state", "notes", "leave", "ping"}) | HOST_TYPES
+    frozenset({"join", "offer", "answer", "state", "notes", "leave", "ping", "hand", "react"})
+    | HOST_TYPES
 )
 
 #: Longest shared notes, in characters.
@@ -79,6 +81,8 @@ class ParticipantInfo(TypedDict):
     role: CallRole
     #: False while a host keeps them muted: the server forwards none of their audio.
     speak: bool
+    #: When they raised their hand (a number that orders raised hands), or None.
+    hand: int | None
 
 
 class StreamInfo(TypedDict):
@@ -104,6 +108,18 @@ class RoomInfo(TypedDict):
     unmuteAllowed: bool
     #: Waiting room on: a host lets each newcomer in.
     lobby: bool
+
+
+#: The reactions a participant may send (shown briefly over their tile).
+REACTIONS = frozenset({"👍", "👏", "😂", "❤️", "🎉", "😮"})
+
+
+class ReactionMessage(TypedDict):
+    """Someone reacted."""
+
+    type: Literal["reaction"]
+    participant: str
+    emoji: str
 
 
 class WaiterInfo(TypedDict):
@@ -272,4 +288,5 @@ ServerMessage = (
     | MaySpeakMessage
     | WaitingMessage
     | LobbyMessage
+    | ReactionMessage
 )

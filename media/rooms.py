@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 
 MEDIA_KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
+#: Reactions one participant may send within a window of seconds.
+REACTIONS_PER_WINDOW = 5
+REACTION_WINDOW_SECONDS = 5.0
+
 #: SDP directions (the client's view) in which the client publishes.
 SENDING = ("sendonly", "sendrecv")
 
@@ -120,6 +124,10 @@ class Participant:
         self.seat = seat
         #: False while a host keeps them muted: nobody is sent their audio (:meth:`Room.sync`).
         self.may_speak = True
+        #: When they raised their hand (orders raised hands), or None.
+        self.hand: int | None = None
+        #: Loop times of their last reactions (a few per few seconds).
+        self.reactions: list[float] = []
         self.connection = connection
         self.pc: RTCPeerConnection | None = None
         #: Their own tracks, tapped for forwarding, by kind.
@@ -149,6 +157,7 @@ class Participant:
             "video": self.video,
             "role": self.role,
             "speak": self.may_speak,
+            "hand": self.hand,
         }
 
     def streams(self) -> list[StreamInfo]:
@@ -264,6 +273,7 @@ class Room:
         notes: str = "",
         locked: bool = False,
         lobby: bool = False,
+        max_participants: int = 100,
     ) -> None:
         self.id = huddle_id
         self.title = title
@@ -279,6 +289,8 @@ class Room:
         self.lobby = lobby
         #: Who waits, in arrival order, by waiter id.
         self.waiting: dict[str, Waiter] = {}
+        #: No one is admitted past this many participants.
+        self.max_participants = max_participants
         self._stats = stats
         self._ice_servers = ice_servers
         self._network = network or MediaNetwork()
@@ -407,6 +419,27 @@ class Room:
             {"type": "participant-updated", "participant": participant.info()}, participant
         )
 
+    # -- hands and reactions --------------------------------------------------------------------
+
+    def raise_hand(self, participant: Participant, raised: bool) -> None:
+        """Raise or lower ``participant``'s hand; everyone sees it, in the order raised."""
+        if raised == (participant.hand is not None):
+            return
+        participant.hand = next(self._ids) if raised else None
+        self.updated(participant)
+
+    def react(self, participant: Participant, emoji: str) -> None:
+        """Show ``emoji`` over ``participant``'s tile for everyone (a few per few seconds)."""
+        now = asyncio.get_running_loop().time()
+        recent = [at for at in participant.reactions if now - at < REACTION_WINDOW_SECONDS]
+        if len(recent) >= REACTIONS_PER_WINDOW:
+            raise ProtocolError(
+                "rate_limited",
+                f"At most {REACTIONS_PER_WINDOW} reactions in {REACTION_WINDOW_SECONDS:g} seconds.",
+            )
+        participant.reactions = [*recent, now]
+        self.tell_everyone({"type": "reaction", "participant": participant.id, "emoji": emoji})
+
     # -- what hosts change ---------------------------------------------------------------------
 
     def room_info(self) -> RoomInfo:
@@ -437,8 +470,14 @@ class Room:
 
     def admit(self, waiter: Waiter) -> Participant | None:
         """Let ``waiter`` in as a participant (None if they are gone)."""
-        if self.waiting.pop(waiter.id, None) is None:
+        if waiter.id not in self.waiting:
             return None
+        if len(self.participants) >= self.max_participants:
+            raise ProtocolError(
+                "huddle_full",
+                f"The huddle is full ({self.max_participants} people): nobody more can be let in.",
+            )
+        del self.waiting[waiter.id]
         participant = self.add(waiter.name, waiter.connection, waiter.role, waiter.seat)
         waiter.admitted(participant)
         self.tell_lobby()

@@ -504,6 +504,7 @@ class MediaServer(MediaFront):
                 notes=access.notes,
                 locked=self._locked.get(access.huddle_id, access.locked),
                 lobby=self._lobby.get(access.huddle_id, access.lobby),
+                max_participants=self._max_participants,
             )
             room.removed_seats |= access.removed_seats | self._removed.get(access.huddle_id, set())
             self._rooms[access.huddle_id] = room

@@ -25,6 +25,7 @@ from media.messages import (
     HOST_TYPES,
     MAX_MESSAGE_BYTES,
     MAX_NOTES,
+    REACTIONS,
     SDP_BYTES_PER_MLINE,
     CallRole,
     ErrorCode,
@@ -328,6 +329,14 @@ class SignalingSession:
         elif kind == "state":
             audio, video = _field_bool(data, "audio"), _field_bool(data, "video")
             room.update_state(participant, audio=audio, video=video)
+        elif kind == "hand":
+            room.raise_hand(participant, _field_bool(data, "raised"))
+        elif kind == "react":
+            emoji = data.get("emoji")
+            if not isinstance(emoji, str) or emoji not in REACTIONS:
+                shown = " ".join(sorted(REACTIONS))
+                raise ProtocolError("bad_field", f"`emoji` must be one of {shown}.")
+            room.react(participant, emoji)
         elif kind == "notes":
             text = _field_str(data, "text")
             if len(text) > MAX_NOTES:
@@ -352,7 +361,9 @@ class SignalingSession:
         if room.locked and self._role != "host" and not waits:
             self._done = "locked"
             raise ProtocolError("locked", LOCKED, fatal=True)
-        if len(room.participants) >= self._max_participants:
+        # Someone may wait while the huddle is full (a host admits them once there is room);
+        # the waiting room itself holds as many as the huddle.
+        if len(room.waiting if waits else room.participants) >= self._max_participants:
             self._done = "huddle full"
             raise ProtocolError(
                 "huddle_full",

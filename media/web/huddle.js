@@ -40,6 +40,8 @@
     muteAll: $("mute-all-button"),
     lockToggle: $("lock-toggle"),
     unmuteToggle: $("unmute-toggle"),
+    hand: $("hand-button"),
+    reactions: $("reactions"),
     passcode: $("passcode-input"),
     passcodeLabel: $("passcode-label"),
     waiting: $("waiting"),
@@ -326,6 +328,7 @@
           // What hosts made of us: a role, or being kept muted. Our own audio/video stay ours.
           state.you.role = message.participant.role;
           state.you.speak = message.participant.speak;
+          state.you.hand = message.participant.hand;
           updateButtons();
         } else {
           state.participants.set(message.participant.id, message.participant);
@@ -353,6 +356,9 @@
         break;
       case "notice":
         showToast(message.text);
+        break;
+      case "reaction":
+        showReaction(message.participant, message.emoji);
         break;
       case "waiting":
         ui.prejoin.hidden = true;
@@ -452,6 +458,8 @@
       tile.label.textContent = self ? `${p.name} (you)` : p.name;
       tile.root.classList.toggle("no-video", !p.video || !tracks.some((t) => t.kind === "video"));
       tile.root.classList.toggle("muted", !p.audio);
+      tile.root.classList.toggle("hand", p.hand != null);
+      tile.label.textContent += p.hand != null ? " ✋" : "";
       ui.grid.appendChild(tile.root); // keeps joining order
     }
     ui.count.textContent = everyone.length === 1 ? "Just you" : `${everyone.length} people`;
@@ -503,6 +511,7 @@
         li.dataset.testid = "person";
         const self = p.id === state.you.id;
         const flags = [
+          p.hand != null ? `✋ ${handOrder(p.id)}` : null,
           ROLE_NAMES[p.role] || null,
           p.audio ? null : "muted",
           p.speak === false ? "kept muted" : null,
@@ -518,6 +527,13 @@
     );
   }
 
+  function handOrder(id) {
+    // 1 for the first hand raised, 2 for the next...
+    const everyone = state.you ? [state.you, ...state.participants.values()] : [];
+    const raised = everyone.filter((p) => p.hand != null).sort((a, b) => a.hand - b.hand);
+    return raised.findIndex((p) => p.id === id) + 1;
+  }
+
   function hostButtons(p) {
     const box = document.createElement("span");
     box.className = "person-actions";
@@ -529,6 +545,7 @@
       button.addEventListener("click", () => send({ ...message, participant: p.id }));
       box.append(button);
     };
+    if (p.hand != null) add("Lower hand", "host-lower-hand", { type: "lower-hand" });
     if (p.audio) add("Mute", "host-mute", { type: "mute" });
     if (p.speak === false) add("Let speak", "host-let-speak", { type: "let-speak" });
     if (p.video) add("Ask camera off", "host-camera-off", { type: "ask-camera-off" });
@@ -574,6 +591,38 @@
   });
 
   ui.muteAll.addEventListener("click", () => send({ type: "mute-all" }));
+  ui.hand.addEventListener("click", () => {
+    if (!state.you) return;
+    send({ type: "hand", raised: state.you.hand == null });
+  });
+  for (const emoji of ["👍", "👏", "😂", "❤️", "🎉", "😮"]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = emoji;
+    button.dataset.testid = "react-button";
+    button.setAttribute("aria-label", `React ${emoji}`);
+    button.addEventListener("click", () => send({ type: "react", emoji }));
+    ui.reactions.append(button);
+  }
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest && event.target.closest("input, textarea")) return;
+    if (event.ctrlKey || event.metaKey || event.altKey || ui.call.hidden) return;
+    const key = event.key.toLowerCase();
+    if (key === "h") ui.hand.click();
+    else if (key === "m") ui.mute.click();
+    else if (key === "v") ui.camera.click();
+  });
+
+  function showReaction(participantId, emoji) {
+    const tile = state.tiles.get(participantId);
+    if (!tile) return;
+    const bubble = document.createElement("span");
+    bubble.className = "reaction";
+    bubble.dataset.testid = "reaction";
+    bubble.textContent = emoji;
+    tile.root.append(bubble);
+    setTimeout(() => bubble.remove(), 4000);
+  }
   ui.lobbyToggle.addEventListener("change", () => send({ type: "lobby", on: ui.lobbyToggle.checked }));
   ui.admitAll.addEventListener("click", () => send({ type: "admit-all" }));
   ui.waitingLeave.addEventListener("click", () => {
@@ -715,6 +764,9 @@
     ui.mute.setAttribute("aria-pressed", String(!state.audio));
     ui.camera.textContent = state.video ? "Camera off" : "Camera on";
     ui.camera.setAttribute("aria-pressed", String(!state.video));
+    const raised = !!(state.you && state.you.hand != null);
+    ui.hand.textContent = raised ? "Lower hand" : "Raise hand";
+    ui.hand.setAttribute("aria-pressed", String(raised));
     const hosting = isHost(state.you);
     ui.hostControls.hidden = !hosting;
     ui.end.hidden = !hosting;

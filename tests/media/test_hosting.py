@@ -449,3 +449,64 @@ async def test_a_passcode_is_asked_wrong_codes_are_limited_per_huddle_and_hosts_
         assert limited["code"] == "rate_limited" and "wrong passcodes" in limited["message"]
         assert [p.name for p in app.server._rooms["h1"].participants.values()] == ["Alice", "Bob"]
         await quiet(alice, 0)
+
+
+async def test_a_full_huddle_admits_nobody_more_and_the_host_is_told() -> None:
+    async with media_app(max_participants=2) as app, AsyncExitStack() as stack:
+        alice = await enter(stack, app, "Alice", "host")
+        await enter(stack, app, "Bob")
+        _, first = await arrive(stack, app, "Gus", "guest")
+        assert first["type"] == "waiting"
+        queue = await alice.expect("lobby", where=lambda m: m["arrived"], within=WITHIN)
+        error = await answer_to(alice, {"type": "admit", "participant": queue["arrived"]["id"]})
+        assert error["code"] == "huddle_full" and "nobody more" in error["message"]
+        room = app.server._rooms["h1"]
+        assert len(room.participants) == 2 and len(room.waiting) == 1
+
+
+# -- hands and reactions ---------------------------------------------------------------------
+
+
+async def test_raised_hands_are_ordered_lowered_by_their_owner_or_a_host_only() -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant"), ("Carol", "participant")) as (
+        _,
+        people,
+    ):
+        alice, bob, carol = people
+        await carol.send({"type": "hand", "raised": True})
+        await bob.send({"type": "hand", "raised": True})
+        await alice.wait_for(
+            lambda: (
+                view(alice, bob).get("hand") is not None
+                and view(alice, carol).get("hand") is not None
+            ),
+            within=WITHIN,
+        )
+        assert view(alice, carol)["hand"] < view(alice, bob)["hand"]  # Carol raised first
+        # Bob may not lower Carol's hand; a host may.
+        assert (await answer_to(bob, {"type": "lower-hand", "participant": pid(carol)}))[
+            "code"
+        ] == "forbidden"
+        await alice.send({"type": "lower-hand", "participant": pid(carol)})
+        await bob.wait_for(lambda: view(bob, carol).get("hand") is None, within=WITHIN)
+        await bob.send({"type": "hand", "raised": False})
+        await carol.wait_for(lambda: view(carol, bob).get("hand") is None, within=WITHIN)
+
+
+async def test_reactions_reach_everyone_and_a_flood_or_an_odd_emoji_is_refused() -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant")) as (_, people):
+        alice, bob = people
+        await bob.send({"type": "react", "emoji": "🎉"})
+        reaction = await alice.expect("reaction", within=WITHIN)
+        assert reaction == {"type": "reaction", "participant": pid(bob), "emoji": "🎉"}
+        assert (await answer_to(bob, {"type": "react", "emoji": "<img src=x>"}))[
+            "code"
+        ] == "bad_field"
+        # A burst of ten: five in five seconds get through (the 🎉 was one), the rest do not.
+        mark = len(bob.messages)
+        for _ in range(10):
+            await bob.send({"type": "react", "emoji": "👍"})
+        await bob.send({"type": "ping"})
+        await bob.expect("pong", after=mark, within=WITHIN)
+        refused = [m for m in bob.messages[mark:] if m.get("code") == "rate_limited"]
+        assert len(refused) >= 5 and "5 seconds" in refused[0]["message"]

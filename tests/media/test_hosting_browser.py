@@ -211,3 +211,27 @@ async def test_the_join_page_asks_for_the_passcode_and_lets_a_wrong_one_be_retri
         assert await alice.get_by_test_id("passcode-input").is_hidden()
         ids = await participant_ids(alice)
         await assert_receiving(alice, [ids["Bob"]])
+
+
+async def test_a_raised_hand_shows_in_order_for_everyone_and_the_host_lowers_it(
+    browser: Browser,
+) -> None:
+    async with media_app() as app:
+        alice = await join(
+            browser, app.base_url, app.server.join_url("h1", time.time() + 600, "host"), "Alice"
+        )
+        bob = await join(browser, app.base_url, app.join_url(), "Bob")
+        await bob.keyboard.press("h")  # the shortcut, as the button's aria-keyshortcuts says
+        await bob.get_by_test_id("hand-button").filter(has_text="Lower hand").wait_for()
+        await alice.get_by_test_id("people-button").click()
+        person = alice.get_by_test_id("person").filter(has_text="Bob")
+        await person.filter(has_text="✋ 1").wait_for()
+        bob_tile = alice.locator(".tile.hand").filter(has_text="Bob")
+        await bob_tile.wait_for()
+        # A reaction floats over Bob's tile on Alice's page.
+        await bob.get_by_role("button", name="React 👏").click()
+        await bob_tile.get_by_test_id("reaction").filter(has_text="👏").wait_for()
+        # Alice lowers his hand; his page says so.
+        await person.get_by_test_id("host-lower-hand").click()
+        await bob.get_by_test_id("hand-button").filter(has_text="Raise hand").wait_for()
+        await alice.locator(".tile.hand").wait_for(state="detached")
