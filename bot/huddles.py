@@ -310,7 +310,8 @@ class HuddleService:
         if isinstance(event, EndRequested):
             # Not awaited here: ending waits for the media core, whose next events (everyone
             # leaving) come through this same listener.
-            self._spawn(self._end_logged(event.huddle_id, f"ended by {event.by}"))
+            # The name is the one the host typed on the join page: it fits the column.
+            self._spawn(self._end_logged(event.huddle_id, f"ended by {event.by}"[:64]))
             return
         if isinstance(event, ParticipantRemoved):
             await self.store.record_removed(

@@ -82,8 +82,10 @@ def handle(room: Room, sender: Participant, kind: str, data: dict[str, Any]) -> 
         room.raise_hand(_target(room, data), False)
     elif kind == "role":
         _set_role(room, sender, _target(room, data), data.get("role"))
-    else:  # "end"
+    elif kind == "end":
         room.emit(EndRequested(room.id, sender.name, room.now()))
+    else:
+        raise ProtocolError("bad_state", f"`{kind}` is not handled by this server.")
 
 
 def set_locked(room: Room, locked: bool, by: str) -> bool:
@@ -105,7 +107,7 @@ def set_lobby(room: Room, on: bool, by: str) -> bool:
     if on == room.lobby:
         return False
     room.lobby = on
-    if not on:
+    if not on and not room.locked:  # locked: they stay out (and wait, as guests do)
         for waiter in list(room.waiting.values()):
             if not room.must_wait(waiter.role) and len(room.participants) < room.max_participants:
                 room.admit(waiter)
@@ -155,6 +157,7 @@ def _mute(room: Room, sender: Participant, targets: list[Participant]) -> None:
         target.audio = False
         if keep_muted and target.may_speak:
             target.may_speak = False
+            room.silence(target)
             silenced = True
         target.connection.send({"type": "muted", "by": sender.name, "speak": target.may_speak})
         room.updated(target)
@@ -187,6 +190,7 @@ def _allow_unmute(room: Room, sender: Participant, allowed: bool) -> None:
         elif not allowed and not participant.audio and participant.may_speak:
             # Already muted: they stay so until a host lets them speak.
             participant.may_speak = False
+            room.silence(participant)
             room.updated(participant)
             changed = True
     if changed:
@@ -205,21 +209,24 @@ def _remove(room: Room, sender: Participant, target: Participant) -> None:
         raise ProtocolError("bad_state", "You cannot remove yourself; use Leave.")
     if target.role == "host" and sender.role != "host":
         raise ProtocolError("forbidden", f"{target.name} is the host; co-hosts cannot remove them.")
+    # The seat is barred: every tab of that browser goes, and it cannot be let in again.
     if target.seat:
         room.removed_seats.add(target.seat)
-    room.emit(
-        ParticipantRemoved(room.id, target.id, target.name, target.seat, sender.name, room.now())
-    )
-    target.connection.send(
-        {
-            "type": "error",
-            "code": "removed",
-            "message": f"{sender.name} removed you from this huddle.",
-            "fatal": True,
-        }
-    )
-    target.connection.close()
-    room.spawn(room.remove(target, "removed by a host"))
+    same_seat = [
+        p for p in room.participants.values() if target.seat and p.seat == target.seat
+    ] or [target]
+    message = f"{sender.name} removed you from this huddle."
+    for gone in same_seat:
+        room.emit(
+            ParticipantRemoved(room.id, gone.id, gone.name, gone.seat, sender.name, room.now())
+        )
+        gone.connection.send(
+            {"type": "error", "code": "removed", "message": message, "fatal": True}
+        )
+        gone.connection.close()
+        room.spawn(room.remove(gone, "removed by a host"))
+    for waiter in [w for w in room.waiting.values() if target.seat and w.seat == target.seat]:
+        room.deny(waiter, sender.name)
     room.tell_everyone({"type": "notice", "text": f"{sender.name} removed {target.name}."})
 
 
@@ -228,13 +235,17 @@ def _set_role(room: Room, sender: Participant, target: Participant, role: object
         raise ProtocolError("bad_field", '`role` must be "cohost" or "participant".')
     if target.role == "host" and role == "participant":
         raise ProtocolError("bad_state", f"{target.name} is the host; only co-hosts step down.")
-    if target.role == role or target.role == "host":
-        return
+    if target.role == "host" or (role == "cohost") == (target.role == "cohost"):
+        return  # nothing to change
     target.role = "cohost" if role == "cohost" else target.link_role
     if target.is_host:
         target.may_speak = True
     room.updated(target)
     room.resync_all()
+    if target.is_host and room.waiting:
+        room.tell_lobby()
+    if not target.is_host:
+        room.pass_host()  # a co-host who stepped down may have been the last one
     text = (
         f"{sender.name} made {target.name} a co-host."
         if target.is_host

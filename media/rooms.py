@@ -366,7 +366,7 @@ class Room:
         self._emit(ParticipantLeft(self.id, participant.id, participant.name, self._clock()))
         if not self._ending:
             if participant.is_host:
-                self._pass_host()
+                self.pass_host()
             for other in self.participants.values():
                 self._spawn(self.sync(other))
         if not self.participants and not self.waiting:
@@ -472,6 +472,19 @@ class Room:
         """Let ``waiter`` in as a participant (None if they are gone)."""
         if waiter.id not in self.waiting:
             return None
+        if waiter.seat and waiter.seat in self.removed_seats:
+            del self.waiting[waiter.id]
+            waiter.connection.send(
+                {
+                    "type": "error",
+                    "code": "removed",
+                    "message": "A host removed you from this huddle.",
+                    "fatal": True,
+                }
+            )
+            waiter.connection.close()
+            self.tell_lobby()
+            return None
         if len(self.participants) >= self.max_participants:
             raise ProtocolError(
                 "huddle_full",
@@ -543,7 +556,18 @@ class Room:
         """The product's clock."""
         return self._clock()
 
-    def _pass_host(self) -> None:
+    def silence(self, participant: Participant) -> None:
+        """Stop forwarding ``participant``'s audio to anyone, now (not at the next sync, which
+        waits while someone's offer is outstanding); :meth:`sync` then keeps it so."""
+        audio = participant.published.get("audio")
+        if audio is None:
+            return
+        for other in self.participants.values():
+            for slot in other.slots:
+                if slot.forwarder is audio:
+                    slot.release()
+
+    def pass_host(self) -> None:
         """The last host left: the co-host or participant who joined first becomes host."""
         if not self.participants or self.hosts():
             return

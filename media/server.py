@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import ipaddress
 import itertools
 import json
 import logging
@@ -211,6 +212,8 @@ class MediaFront:
             return None
         huddle_key = f"huddle:{access.huddle_id}"
 
+        peer = _network_of(peer)
+
         def check(given: object) -> None:
             retry = max(
                 self._passcode_tries.wait(peer), self._huddle_passcode_tries.wait(huddle_key)
@@ -340,7 +343,9 @@ class MediaFront:
                 admission.seat,
                 path="/h/",
                 httponly=True,
-                samesite="Strict",
+                # Lax, not Strict: a click on the card in Slack's or Discord's web app is a
+                # cross-site navigation, which must carry the cookie or a removal is undone.
+                samesite="Lax",
                 secure=self._public_url.startswith("https:"),
                 max_age=30 * 24 * 3600,
             )
@@ -518,6 +523,17 @@ class MediaServer(MediaFront):
 
 
 # -- helpers of MediaFront and its subclasses --------------------------------------------------
+
+
+def _network_of(address: str) -> str:
+    """The key of an address for per-address limits: an IPv6 host has a whole /64 to itself."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.version == 6 and not ip.is_loopback:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _call_role(role: tokens.Role) -> CallRole:

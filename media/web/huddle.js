@@ -329,6 +329,10 @@
           state.you.role = message.participant.role;
           state.you.speak = message.participant.speak;
           state.you.hand = message.participant.hand;
+          if (!isHost(state.you)) {
+            state.waitingList = []; // no longer a host: the queue is not ours to see
+            renderLobby();
+          }
           updateButtons();
         } else {
           state.participants.set(message.participant.id, message.participant);
@@ -381,6 +385,9 @@
         break;
       case "error":
         if (message.code === "bad_passcode" || (message.code === "rate_limited" && !state.you)) {
+          // The huddle may have got its passcode after this page was opened.
+          ui.passcode.hidden = ui.passcodeLabel.hidden = false;
+          config.passcode = true;
           ui.prejoinStatus.textContent = message.message;
           ui.join.disabled = false;
           ui.passcode.focus();

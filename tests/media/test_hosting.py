@@ -165,6 +165,7 @@ async def test_a_participant_sending_each_host_control_by_hand_is_refused_nothin
             "admit": {"participant": "w-1"},
             "admit-all": {},
             "deny": {"participant": "w-1"},
+            "lower-hand": {"participant": pid(carol)},
         }
         assert set(attempts) == HOST_TYPES
         for kind, fields in attempts.items():
@@ -227,9 +228,16 @@ async def test_removed_browser_is_out_and_its_link_stays_refused() -> None:
         async with aiohttp.ClientSession(cookie_jar=jar) as browser:
             async with browser.get(link(app)) as page:
                 assert page.status == 200
+                # Lax: a click on the card in Slack's or Discord's web app carries it along.
+                cookie = page.headers["Set-Cookie"]
+                assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/h/" in cookie
             seat = next(c.value for c in jar if c.key == "huddle_seat")
             alice = await enter(stack, app, "Alice", "host")
             mallory = await enter(stack, app, "Mallory", seat=seat)
+            other_tab = await enter(stack, app, "Mallory again", seat=seat)
+            await alice.send({"type": "lobby", "on": True})
+            waiting_tab, first = await arrive(stack, app, "Mallory waiting", seat=seat)
+            assert first["type"] == "waiting"
             await alice.send({"type": "remove", "participant": pid(mallory)})
             refusal = await mallory.expect("error", within=WITHIN)
             assert refusal["code"] == "removed" and refusal["fatal"] is True
@@ -238,8 +246,15 @@ async def test_removed_browser_is_out_and_its_link_stays_refused() -> None:
             await alice.expect(
                 "participant-left", where=lambda m: m["id"] == pid(mallory), within=WITHIN
             )
-            [removed] = [e for e in app.events if isinstance(e, ParticipantRemoved)]
-            assert (removed.name, removed.by, removed.seat) == ("Mallory", "Alice", seat)
+            # Every tab of that browser goes, the waiting one too.
+            assert (await other_tab.expect("error", within=WITHIN))["code"] == "removed"
+            assert (await waiting_tab.expect("error", within=WITHIN))["code"] == "denied"
+            removed = [e for e in app.events if isinstance(e, ParticipantRemoved)]
+            assert [(r.name, r.by, r.seat) for r in removed] == [
+                ("Mallory", "Alice", seat),
+                ("Mallory again", "Alice", seat),
+            ]
+            await alice.send({"type": "lobby", "on": False})
             # The same link from the same browser: the page says why, with 403 ...
             async with browser.get(link(app)) as page:
                 assert page.status == 403 and REMOVED in await page.text()
@@ -401,7 +416,8 @@ async def test_guests_always_wait_hosts_never_and_turning_the_room_off_lets_peop
         await alice.expect("room", where=lambda m: m["room"]["locked"], within=WITHIN)
         _, first = await arrive(stack, app, "Erin")
         assert first["type"] == "waiting"
-        # Waiting room off: Bob and Erin are let in, Gus (a guest) still waits.
+        # Unlocked, then the waiting room off: Bob and Erin are let in, Gus (a guest) still waits.
+        await alice.send({"type": "lock", "locked": False})
         await alice.send({"type": "lobby", "on": False})
         await bob.expect("welcome", within=WITHIN)
         queue = await alice.expect(
@@ -510,3 +526,33 @@ async def test_reactions_reach_everyone_and_a_flood_or_an_odd_emoji_is_refused()
         await bob.expect("pong", after=mark, within=WITHIN)
         refused = [m for m in bob.messages[mark:] if m.get("code") == "rate_limited"]
         assert len(refused) >= 5 and "5 seconds" in refused[0]["message"]
+
+
+async def test_a_locked_huddle_stays_shut_when_the_waiting_room_is_turned_off() -> None:
+    async with media_app() as app, AsyncExitStack() as stack:
+        alice = await enter(stack, app, "Alice", "host")
+        await alice.send({"type": "lobby", "on": True})
+        await alice.send({"type": "lock", "locked": True})
+        bob, first = await arrive(stack, app, "Bob")
+        assert first["type"] == "waiting"
+        mark = len(bob.messages)
+        await alice.send({"type": "lobby", "on": False})
+        await alice.expect("room", where=lambda m: not m["room"]["lobby"], within=WITHIN)
+        assert await quiet(bob, mark) == []  # still waiting: locked means nobody new
+        [waiter] = app.server._rooms["h1"].waiting.values()
+        assert waiter.name == "Bob"
+
+
+async def test_the_last_cohost_stepping_down_passes_host_on() -> None:
+    async with meeting(("Alice", "host"), ("Bob", "participant"), ("Carol", "participant")) as (
+        _,
+        people,
+    ):
+        alice, bob, carol = people
+        await alice.send({"type": "role", "participant": pid(bob), "role": "cohost"})
+        await bob.wait_for(lambda: view(bob, bob).get("role") == "cohost", within=WITHIN)
+        await alice.leave()
+        await bob.send({"type": "role", "participant": pid(bob), "role": "participant"})
+        # Bob stepped down and was the last one with a host's powers: host passes on (to him,
+        # the participant who joined first), so the meeting is never without one.
+        await carol.wait_for(lambda: view(carol, bob).get("role") == "host", within=WITHIN)

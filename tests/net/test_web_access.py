@@ -91,8 +91,10 @@ async def test_a_colleague_signs_in_over_https_and_posts_under_their_own_name(
             assert await page.get_by_test_id("user-input").input_value() == "bob"
             await page.get_by_test_id("chat-input").fill("/meet Design review")
             await page.get_by_test_id("chat-send").click()
-            card = page.get_by_test_id("card").filter(has_text="Design review")
-            await card.wait_for(timeout=30_000)
+            card = page.get_by_test_id("card").filter(has_text="Hosted by bob")
+            await card.filter(has_text="Design review").wait_for(timeout=30_000)
+            # Bob typed /meet: his host link is his alone, next to the card.
+            await page.get_by_test_id("card").filter(has_text="You host").wait_for()
             authors = await page.locator("[data-testid=message] .author").all_inner_texts()
             assert "bob" in authors and set(authors) <= {"bob", "huddle"}, authors
 
