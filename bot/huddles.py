@@ -32,6 +32,7 @@ from bot.types import (
 )
 from media import passcodes
 from media.events import (
+    ChatPosted,
     EndRequested,
     HuddleAccess,
     MediaEvent,
@@ -292,6 +293,7 @@ class HuddleService:
             removed_seats=await self.store.removed_seats(huddle_id),
             lobby=huddle.lobby,
             passcode=huddle.passcode or "",
+            chat_to_notes=huddle.chat_to_notes,
         )
 
     # Events from the media core
@@ -303,8 +305,18 @@ class HuddleService:
             return
         if isinstance(event, NotesChanged):
             return  # the minutes keep the notes
+        if isinstance(event, ChatPosted):
+            await self.store.add_chat_line(
+                event.huddle_id, event.participant_id, event.name, event.text, event.at
+            )
+            return
         if isinstance(event, RoomChanged):
-            await self.store.set_room(event.huddle_id, locked=event.locked, lobby=event.lobby)
+            await self.store.set_room(
+                event.huddle_id,
+                locked=event.locked,
+                lobby=event.lobby,
+                chat_to_notes=event.chat_to_notes,
+            )
             self.refresh_card(event.huddle_id)
             return
         if isinstance(event, EndRequested):

@@ -15,7 +15,7 @@ from datetime import UTC
 from bot.delivery import Publisher
 from bot.huddles import new_huddle_id
 from bot.meetings import MeetingService, PlannedJob
-from bot.notes import action_line, due_moment, notes_text, read_notes
+from bot.notes import action_line, chat_text, due_moment, notes_text, read_notes
 from bot.records import ActionItem, Huddle
 from bot.store import Store
 from bot.types import Button, ChannelRef, Clock, Post, User, time_markup, utc_now
@@ -135,6 +135,7 @@ class Minutes:
                 ),
                 wait=0,
             )
+        await self._post_chat(huddle, zone)
         if items:
             await self._refresh_open_items(huddle)
             if meeting is not None:
@@ -142,6 +143,27 @@ class Minutes:
                 await self.meetings.refresh_agenda(meeting.id)
         await self._publish_feedback(huddle)
         log.info("notes posted huddle=%s actions=%d", huddle.id, len(items))
+
+    async def _post_chat(self, huddle: Huddle, zone: str) -> None:
+        """The call's chat as its own post under the notes (unless a host said not to)."""
+        if not huddle.chat_to_notes:
+            return
+        log_lines = await self.store.chat_log(huddle.id)
+        if not log_lines:
+            return
+        text = chat_text(log_lines, zone)
+        for channel in [huddle.channel, *await self.store.shares(huddle.id)]:
+            card_key = huddle.card_key_in(channel)
+            await self.publisher.publish(
+                Post(
+                    key=f"{card_key}/chat",
+                    channel=channel,
+                    title=f"Chat during the call: {huddle.title}",
+                    text=text,
+                    thread_of=card_key,
+                ),
+                wait=0,
+            )
 
     async def _refresh_open_items(self, huddle: Huddle) -> None:
         items = await self.store.action_items_of(huddle_id=huddle.id)

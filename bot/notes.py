@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.cards import duration_text
-from bot.records import ActionItem, Attendance, Huddle
+from bot.records import ActionItem, Attendance, ChatLine, Huddle
 from bot.types import time_markup
 from bot.when import ISO_DATE, RRULE_DAY_INDEX, WEEKDAYS
 
@@ -158,3 +158,23 @@ def notes_text(
     if recording_url:
         lines.append(f"Recording: {recording_url}")
     return "\n".join(lines)
+
+
+#: Longest chat log posted, in characters (the platforms' message limits are a few thousand).
+MAX_CHAT_TEXT = 3500
+
+
+def chat_text(lines: Sequence[ChatLine], zone: str) -> str:
+    """``HH:MM Name: text`` per message in ``zone``; the latest ones if it is too long."""
+    tz = ZoneInfo(zone)
+    rendered = [f"{line.at.astimezone(tz):%H:%M} {line.name}: {line.text}" for line in lines]
+    kept: list[str] = []
+    size = 0
+    for line in reversed(rendered):
+        size += len(line) + 1
+        if size > MAX_CHAT_TEXT:
+            break
+        kept.append(line)
+    left_out = len(rendered) - len(kept)
+    head = [f"({left_out} earlier messages left out)"] if left_out else []
+    return "\n".join([*head, *reversed(kept), f"(times in {zone})"])

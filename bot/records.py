@@ -29,6 +29,8 @@ class Huddle:
     lobby: bool = False
     #: The passcode's digest (media.passcodes), None without one.
     passcode: str | None = None
+    #: Whether the in-call chat goes into the notes thread.
+    chat_to_notes: bool = True
 
     @property
     def is_open(self) -> bool:
@@ -147,3 +149,12 @@ class ActionItem:
     text: str
     due_at: datetime
     state: str  # "open" | "done"
+
+
+@dataclass(frozen=True)
+class ChatLine:
+    """One message of a call's chat."""
+
+    name: str
+    text: str
+    at: datetime

@@ -19,7 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import false, true
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -67,6 +67,8 @@ huddles = Table(
     # Waiting room on (0008), and the passcode's digest (media.passcodes), if any.
     Column("lobby", Boolean, nullable=False, server_default=false()),
     Column("passcode", String(64), nullable=True),
+    # Whether the in-call chat goes into the notes thread (0009).
+    Column("chat_to_notes", Boolean, nullable=False, server_default=true()),
     Index("ix_huddles_state", "state"),
 )
 
@@ -202,6 +204,19 @@ rsvps = Table(
 )
 
 # After the call (migration 0003).
+
+# The in-call chat, message by message (0009).
+call_chat = Table(
+    "call_chat",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("huddle_id", String(16), ForeignKey("huddles.id"), nullable=False),
+    Column("participant_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_call_chat_huddle", "huddle_id"),
+)
 
 huddle_notes = Table(
     "huddle_notes",

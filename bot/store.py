@@ -43,6 +43,7 @@ from bot import sqlite
 from bot.records import (
     ActionItem,
     Attendance,
+    ChatLine,
     ChatMessage,
     Huddle,
     Meeting,
@@ -53,6 +54,7 @@ from bot.records import (
 from bot.schema import (
     action_items,
     attendance,
+    call_chat,
     channel_prefs,
     chat_messages,
     feedback,
@@ -380,12 +382,36 @@ class Store:
             )
             return frozenset(row.seat for row in rows)
 
-    async def set_room(self, huddle_id: str, *, locked: bool, lobby: bool) -> None:
-        """Lock or unlock the huddle; turn its waiting room on or off."""
+    async def set_room(
+        self, huddle_id: str, *, locked: bool, lobby: bool, chat_to_notes: bool | None = None
+    ) -> None:
+        """Lock or unlock the huddle; turn its waiting room on or off; keep its chat or not."""
+        values: dict[str, bool] = {"locked": locked, "lobby": lobby}
+        if chat_to_notes is not None:
+            values["chat_to_notes"] = chat_to_notes
+        async with self.engine.begin() as conn:
+            await conn.execute(update(huddles).where(huddles.c.id == huddle_id).values(**values))
+
+    async def add_chat_line(
+        self, huddle_id: str, participant_id: str, name: str, text: str, at: datetime
+    ) -> None:
+        """Keep one message of the call's chat."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(huddles).where(huddles.c.id == huddle_id).values(locked=locked, lobby=lobby)
+                insert(call_chat).values(
+                    huddle_id=huddle_id, participant_id=participant_id, name=name, text=text, at=at
+                )
             )
+
+    async def chat_log(self, huddle_id: str) -> list[ChatLine]:
+        """The call's chat, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(call_chat)
+                .where(call_chat.c.huddle_id == huddle_id)
+                .order_by(call_chat.c.at, call_chat.c.id)
+            )
+            return [ChatLine(row.name, row.text, row.at) for row in rows]
 
     async def set_passcode(self, huddle_id: str, digest: str | None) -> None:
         """Set the huddle's passcode digest (None: no passcode)."""
@@ -969,6 +995,7 @@ def _huddle(row: Row[Any]) -> Huddle:
         locked=bool(row.locked),
         lobby=bool(row.lobby),
         passcode=row.passcode,
+        chat_to_notes=bool(row.chat_to_notes),
     )
 
 

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from media.events import (
+    ChatPosted,
     EndRequested,
     HuddleAccess,
     MediaEvent,
@@ -169,6 +170,7 @@ def access_from_wire(data: object) -> HuddleAccess | None:
         locked=field(access, "locked", bool),
         lobby=field(access, "lobby", bool),
         passcode=field(access, "passcode", str),
+        chat_to_notes=field(access, "chat_to_notes", bool),
         removed_seats=frozenset(_strings(access, "removed_seats")),
     )
 
@@ -190,6 +192,7 @@ def event_to_wire(event: MediaEvent) -> dict[str, Any]:
         ParticipantRemoved: "removed",
         RoomChanged: "room",
         EndRequested: "end",
+        ChatPosted: "chat",
     }
     return {"kind": kind[type(event)], **asdict(event), "at": event.at.isoformat()}
 
@@ -211,7 +214,8 @@ def event_from_wire(data: object) -> MediaEvent:
         return NotesChanged(huddle_id, field(event, "text", str), field(event, "by", str), at)
     if kind == "room":
         locked, lobby = field(event, "locked", bool), field(event, "lobby", bool)
-        return RoomChanged(huddle_id, locked, lobby, field(event, "by", str), at)
+        chat_to_notes = field(event, "chat_to_notes", bool)
+        return RoomChanged(huddle_id, locked, lobby, field(event, "by", str), at, chat_to_notes)
     if kind == "end":
         return EndRequested(huddle_id, field(event, "by", str), at)
     participant = field(event, "participant_id", str)
@@ -220,6 +224,8 @@ def event_from_wire(data: object) -> MediaEvent:
         return ParticipantJoined(huddle_id, participant, name, at)
     if kind == "left":
         return ParticipantLeft(huddle_id, participant, name, at)
+    if kind == "chat":
+        return ChatPosted(huddle_id, participant, name, field(event, "text", str), at)
     if kind == "removed":
         seat, by = field(event, "seat", str), field(event, "by", str)
         return ParticipantRemoved(huddle_id, participant, name, seat, by, at)

@@ -63,12 +63,25 @@ class ParticipantRemoved:
 
 @dataclass(frozen=True)
 class RoomChanged:
-    """A host changed the huddle's settings from the call: locked, waiting room on."""
+    """A host changed the huddle's settings from the call: locked, waiting room on, whether the
+    chat log goes into the notes."""
 
     huddle_id: str
     locked: bool
     lobby: bool
     by: str
+    at: datetime
+    chat_to_notes: bool = True
+
+
+@dataclass(frozen=True)
+class ChatPosted:
+    """Someone wrote in the call's chat."""
+
+    huddle_id: str
+    participant_id: str
+    name: str
+    text: str
     at: datetime
 
 
@@ -88,6 +101,7 @@ MediaEvent = (
     | ParticipantRemoved
     | RoomChanged
     | EndRequested
+    | ChatPosted
 )
 MediaListener = Callable[[MediaEvent], Awaitable[None]]
 
@@ -109,6 +123,8 @@ class HuddleAccess:
     lobby: bool = False
     #: The passcode's digest (:func:`media.passcodes.digest`), empty when there is none.
     passcode: str = ""
+    #: The chat log goes into the notes thread when the huddle ends.
+    chat_to_notes: bool = True
     #: Seats (browsers) a host removed: refused for the rest of the huddle.
     removed_seats: frozenset[str] = frozenset()
 

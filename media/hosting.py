@@ -34,6 +34,7 @@ _DOING = {
     "admit-all": "let people in",
     "deny": "turn people away",
     "lower-hand": "lower someone's hand",
+    "chat-to-notes": "decide whether the chat goes into the notes",
 }
 
 
@@ -67,10 +68,10 @@ def handle(room: Room, sender: Participant, kind: str, data: dict[str, Any]) -> 
         _remove(room, sender, _target(room, data))
     elif kind == "lock":
         if set_locked(room, _flag(data, "locked"), sender.name):
-            room.emit(RoomChanged(room.id, room.locked, room.lobby, sender.name, room.now()))
+            room.emit(_changed(room, sender))
     elif kind == "lobby":
         if set_lobby(room, _flag(data, "on"), sender.name):
-            room.emit(RoomChanged(room.id, room.locked, room.lobby, sender.name, room.now()))
+            room.emit(_changed(room, sender))
     elif kind == "admit":
         room.admit(_waiter(room, data))
     elif kind == "admit-all":
@@ -80,12 +81,27 @@ def handle(room: Room, sender: Participant, kind: str, data: dict[str, Any]) -> 
         room.deny(_waiter(room, data), sender.name)
     elif kind == "lower-hand":
         room.raise_hand(_target(room, data), False)
+    elif kind == "chat-to-notes":
+        on = _flag(data, "on")
+        if on != room.chat_to_notes:
+            room.chat_to_notes = on
+            room.tell_everyone({"type": "room", "room": room.room_info()})
+            word = "will go" if on else "will not go"
+            text = f"{sender.name}: the chat {word} into the meeting notes."
+            room.tell_everyone({"type": "notice", "text": text})
+            room.emit(_changed(room, sender))
     elif kind == "role":
         _set_role(room, sender, _target(room, data), data.get("role"))
     elif kind == "end":
         room.emit(EndRequested(room.id, sender.name, room.now()))
     else:
         raise ProtocolError("bad_state", f"`{kind}` is not handled by this server.")
+
+
+def _changed(room: Room, sender: Participant) -> RoomChanged:
+    return RoomChanged(
+        room.id, room.locked, room.lobby, sender.name, room.now(), room.chat_to_notes
+    )
 
 
 def set_locked(room: Room, locked: bool, by: str) -> bool:

@@ -33,14 +33,20 @@ HOST_TYPES = frozenset(
         "admit-all",
         "deny",
         "lower-hand",
+        "chat-to-notes",
     }
 )
 
 #: ``type`` values a client may send.
 CLIENT_TYPES = (
-    frozenset({"join", "offer", "answer", "state", "notes", "leave", "ping", "hand", "react"})
+    frozenset(
+        {"join", "offer", "answer", "state", "notes", "leave", "ping", "hand", "react", "chat"}
+    )
     | HOST_TYPES
 )
+
+#: Longest chat message, in characters.
+MAX_CHAT = 2000
 
 #: Longest shared notes, in characters.
 MAX_NOTES = 20_000
@@ -108,6 +114,19 @@ class RoomInfo(TypedDict):
     unmuteAllowed: bool
     #: Waiting room on: a host lets each newcomer in.
     lobby: bool
+    #: The chat log goes into the notes thread when the huddle ends.
+    chatToNotes: bool
+
+
+class ChatEntry(TypedDict):
+    """One chat message, as everyone receives it (``at``: ISO 8601 UTC)."""
+
+    type: Literal["chat"]
+    id: int
+    participant: str
+    name: str
+    text: str
+    at: str
 
 
 #: The reactions a participant may send (shown briefly over their tile).
@@ -154,6 +173,8 @@ class WelcomeMessage(TypedDict):
     huddle: HuddleInfo
     notes: str
     room: RoomInfo
+    #: The chat so far (the latest messages), oldest first.
+    chat: list[ChatEntry]
 
 
 class RoomMessage(TypedDict):
@@ -289,4 +310,5 @@ ServerMessage = (
     | WaitingMessage
     | LobbyMessage
     | ReactionMessage
+    | ChatEntry
 )

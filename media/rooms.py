@@ -15,6 +15,8 @@ packet.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import logging
 import re
 from collections.abc import Callable, Coroutine, Iterator
@@ -33,7 +35,13 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from media.events import MediaEvent, NotesChanged, ParticipantJoined, ParticipantLeft
+from media.events import (
+    ChatPosted,
+    MediaEvent,
+    NotesChanged,
+    ParticipantJoined,
+    ParticipantLeft,
+)
 from media.forwarding import (
     ForwardingStats,
     TrackForwarder,
@@ -43,6 +51,7 @@ from media.forwarding import (
 from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
 from media.messages import (
     CallRole,
+    ChatEntry,
     ErrorCode,
     MediaKind,
     ParticipantInfo,
@@ -56,6 +65,11 @@ from media.network import MediaNetwork, PortsExhausted
 log = logging.getLogger(__name__)
 
 MEDIA_KINDS: tuple[MediaKind, ...] = ("audio", "video")
+
+#: Chat messages kept in the room (new joiners get them), and one participant's allowance.
+CHAT_KEPT = 200
+CHATS_PER_WINDOW = 10
+CHAT_WINDOW_SECONDS = 10.0
 
 #: Reactions one participant may send within a window of seconds.
 REACTIONS_PER_WINDOW = 5
@@ -126,8 +140,9 @@ class Participant:
         self.may_speak = True
         #: When they raised their hand (orders raised hands), or None.
         self.hand: int | None = None
-        #: Loop times of their last reactions (a few per few seconds).
+        #: Loop times of their last reactions (a few per few seconds), and chat messages.
         self.reactions: list[float] = []
+        self.chats: list[float] = []
         self.connection = connection
         self.pc: RTCPeerConnection | None = None
         #: Their own tracks, tapped for forwarding, by kind.
@@ -274,6 +289,7 @@ class Room:
         locked: bool = False,
         lobby: bool = False,
         max_participants: int = 100,
+        chat_to_notes: bool = True,
     ) -> None:
         self.id = huddle_id
         self.title = title
@@ -291,6 +307,10 @@ class Room:
         self.waiting: dict[str, Waiter] = {}
         #: No one is admitted past this many participants.
         self.max_participants = max_participants
+        #: The chat's latest messages, and whether the log goes into the notes at the end.
+        self.chat: collections.deque[ChatEntry] = collections.deque(maxlen=CHAT_KEPT)
+        self.chat_to_notes = chat_to_notes
+        self._chat_ids = itertools.count(1)
         self._stats = stats
         self._ice_servers = ice_servers
         self._network = network or MediaNetwork()
@@ -323,6 +343,7 @@ class Room:
                 "huddle": {"id": self.id, "title": self.title},
                 "notes": self.notes,
                 "room": self.room_info(),
+                "chat": list(self.chat),
             }
         )
         self._broadcast(
@@ -428,6 +449,29 @@ class Room:
         participant.hand = next(self._ids) if raised else None
         self.updated(participant)
 
+    def post_chat(self, participant: Participant, text: str) -> None:
+        """``participant`` wrote ``text`` in the chat: everyone gets it, the bot keeps it."""
+        now = asyncio.get_running_loop().time()
+        recent = [at for at in participant.chats if now - at < CHAT_WINDOW_SECONDS]
+        if len(recent) >= CHATS_PER_WINDOW:
+            raise ProtocolError(
+                "rate_limited",
+                f"At most {CHATS_PER_WINDOW} chat messages in {CHAT_WINDOW_SECONDS:g} seconds.",
+            )
+        participant.chats = [*recent, now]
+        at = self._clock()
+        entry: ChatEntry = {
+            "type": "chat",
+            "id": next(self._chat_ids),
+            "participant": participant.id,
+            "name": participant.name,
+            "text": text,
+            "at": at.astimezone(UTC).isoformat(timespec="seconds"),
+        }
+        self.chat.append(entry)
+        self.tell_everyone(entry)
+        self._emit(ChatPosted(self.id, participant.id, participant.name, text, at))
+
     def react(self, participant: Participant, emoji: str) -> None:
         """Show ``emoji`` over ``participant``'s tile for everyone (a few per few seconds)."""
         now = asyncio.get_running_loop().time()
@@ -444,7 +488,12 @@ class Room:
 
     def room_info(self) -> RoomInfo:
         """The room's settings as the protocol tells them."""
-        return {"locked": self.locked, "unmuteAllowed": self.unmute_allowed, "lobby": self.lobby}
+        return {
+            "locked": self.locked,
+            "unmuteAllowed": self.unmute_allowed,
+            "lobby": self.lobby,
+            "chatToNotes": self.chat_to_notes,
+        }
 
     # -- the waiting room ----------------------------------------------------------------------
 

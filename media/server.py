@@ -510,6 +510,7 @@ class MediaServer(MediaFront):
                 locked=self._locked.get(access.huddle_id, access.locked),
                 lobby=self._lobby.get(access.huddle_id, access.lobby),
                 max_participants=self._max_participants,
+                chat_to_notes=access.chat_to_notes,
             )
             room.removed_seats |= access.removed_seats | self._removed.get(access.huddle_id, set())
             self._rooms[access.huddle_id] = room

@@ -23,6 +23,7 @@ from media import hosting
 from media.messages import (
     CLIENT_TYPES,
     HOST_TYPES,
+    MAX_CHAT,
     MAX_MESSAGE_BYTES,
     MAX_NOTES,
     REACTIONS,
@@ -329,6 +330,11 @@ class SignalingSession:
         elif kind == "state":
             audio, video = _field_bool(data, "audio"), _field_bool(data, "video")
             room.update_state(participant, audio=audio, video=video)
+        elif kind == "chat":
+            text = _field_str(data, "text").strip()
+            if not 1 <= len(text) <= MAX_CHAT:
+                raise ProtocolError("bad_field", f"A chat message is 1 to {MAX_CHAT} characters.")
+            room.post_chat(participant, text)
         elif kind == "hand":
             room.raise_hand(participant, _field_bool(data, "raised"))
         elif kind == "react":

@@ -188,3 +188,41 @@ async def test_the_host_removes_someone_then_ends_for_all_and_the_notes_say_so(
     text = await thread.inner_text()
     assert "Host: alice" in text
     assert "Bob (1 min, removed by Alice)" in text
+
+
+async def test_the_call_chat_shows_html_as_text_links_clickable_and_lands_in_the_thread(
+    browser: Browser, huddle: RunningHuddle
+) -> None:
+    chat = await chat_page(browser, huddle.url, "alice")
+    await chat.get_by_test_id("chat-input").fill("/meet Review")
+    await chat.get_by_test_id("chat-send").click()
+    card = chat.get_by_test_id("card").filter(has_text="Hosted by alice")
+    await card.wait_for()
+    url = await card.get_by_test_id("card-button").get_attribute("href")
+    assert url is not None
+    alice = await join(browser, huddle.url, url, "Alice")
+    bob = await join(browser, huddle.url, url, "Bob")
+
+    await bob.get_by_test_id("chat-button").click()
+    text = "<img src=x onerror=alert(1)> the spec: https://example.test/spec"
+    await bob.get_by_test_id("call-chat-input").fill(text)
+    await bob.get_by_test_id("call-chat-send").click()
+    # Alice's chat is closed: a badge says something came.
+    await alice.get_by_test_id("chat-button").filter(has_text="1 new").wait_for()
+    await alice.get_by_test_id("chat-button").click()
+    message = alice.get_by_test_id("chat-message").filter(has_text="the spec")
+    await message.wait_for()
+    assert "<img src=x onerror=alert(1)>" in await message.inner_text()  # shown as text
+    assert await alice.locator("[data-testid=chat-list] img").count() == 0
+    link = message.get_by_role("link", name="https://example.test/spec")
+    assert await link.get_attribute("href") == "https://example.test/spec"
+    assert await link.get_attribute("rel") == "noopener noreferrer"
+    assert "Bob" in await message.inner_text()
+    assert await alice.get_by_test_id("chat-button").inner_text() == "Chat"
+
+    for page in (alice, bob):
+        await page.get_by_test_id("leave-button").click()
+    thread = chat.locator("ol.thread > li").filter(has_text="Chat during the call: Review")
+    await thread.wait_for(timeout=15000)
+    logged = await thread.inner_text()
+    assert "Bob: <img src=x onerror=alert(1)> the spec: https://example.test/spec" in logged

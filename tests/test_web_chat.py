@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,3 +296,28 @@ async def test_waiting_room_guest_link_and_passcode_from_the_channel(
             assert dave.you is not None and dave.you["role"] == "participant"
     [shown] = [p for p in await huddle.history("general") if p["id"] == card["id"]]
     assert "waiting room" not in shown["text"]
+
+
+async def test_the_chat_stays_out_of_the_notes_when_the_host_says_so(
+    huddle: RunningHuddle,
+) -> None:
+    from media.contrib.client import HuddleClient
+
+    card, host_post = (await huddle.say("general", "alice", "/meet Private"))["posts"]
+    async with HuddleClient(host_post["buttons"][0]["url"], "Alice", publish_video=False) as alice:
+        await alice.join()
+        await alice.send({"type": "chat", "text": "the numbers are off the record"})
+        await alice.expect("chat", within=15)
+        await alice.send({"type": "chat-to-notes", "on": False})
+        await alice.expect("room", where=lambda m: not m["room"]["chatToNotes"], within=15)
+        await alice.leave()
+    thread: list[dict[str, Any]] = []
+    for _ in range(300):  # the huddle ends after its 1 s grace; up to 30 s on a loaded machine
+        thread = [p for p in await huddle.history("general") if p["thread_of"] == card["id"]]
+        if any(p["title"].startswith("Meeting notes") for p in thread):
+            break
+        await asyncio.sleep(0.1)
+    titles = [p["title"] for p in thread]
+    assert "Meeting notes: Private" in titles
+    assert not any("Chat during the call" in t for t in titles)
+    assert "off the record" not in json.dumps(thread)

@@ -41,6 +41,12 @@
     lockToggle: $("lock-toggle"),
     unmuteToggle: $("unmute-toggle"),
     hand: $("hand-button"),
+    chatPanel: $("chat-panel"),
+    chatList: $("chat-list"),
+    chatForm: $("chat-form"),
+    chatText: $("chat-text"),
+    chatButton: $("chat-button"),
+    chatNotesToggle: $("chat-notes-toggle"),
     reactions: $("reactions"),
     passcode: $("passcode-input"),
     passcodeLabel: $("passcode-label"),
@@ -72,6 +78,7 @@
     video: true,
     room: { locked: false, unmuteAllowed: true, lobby: false },
     waitingList: [], // hosts: who is in the waiting room
+    unread: 0, // chat messages not seen (the chat panel was closed)
     finished: false, // left, ended or failed: no more reconnect or error noise
     inbox: Promise.resolve(),
     timeline: [], // [what, ms since page start]: where the time to first video goes
@@ -300,6 +307,7 @@
         state.room = message.room || state.room;
         for (const p of message.participants) state.participants.set(p.id, p);
         ui.notes.value = message.notes || "";
+        for (const entry of message.chat || []) addChat(entry, false);
         showCall();
         send({ type: "offer", sdp });
         if (!state.audio || !state.video) send({ type: "state", audio: state.audio, video: state.video });
@@ -363,6 +371,9 @@
         break;
       case "reaction":
         showReaction(message.participant, message.emoji);
+        break;
+      case "chat":
+        addChat(message, true);
         break;
       case "waiting":
         ui.prejoin.hidden = true;
@@ -620,6 +631,68 @@
     else if (key === "v") ui.camera.click();
   });
 
+  // -- in-call chat: text only (never HTML), links made clickable ------------------------------
+
+  const URL_PATTERN = /\bhttps?:\/\/[^\s<>"]+/g;
+
+  function addChat(entry, fresh) {
+    const li = document.createElement("li");
+    li.dataset.testid = "chat-message";
+    const who = document.createElement("span");
+    who.className = "chat-name";
+    who.textContent = entry.participant === (state.you && state.you.id) ? `${entry.name} (you)` : entry.name;
+    const when = document.createElement("time");
+    when.dateTime = entry.at;
+    when.textContent = new Date(entry.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const body = document.createElement("span");
+    body.className = "chat-text";
+    let last = 0;
+    for (const match of entry.text.matchAll(URL_PATTERN)) {
+      body.append(document.createTextNode(entry.text.slice(last, match.index)));
+      const a = document.createElement("a");
+      a.href = match[0];
+      a.textContent = match[0];
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      body.append(a);
+      last = match.index + match[0].length;
+    }
+    body.append(document.createTextNode(entry.text.slice(last)));
+    li.append(who, " ", when, document.createElement("br"), body);
+    ui.chatList.append(li);
+    li.scrollIntoView({ block: "nearest" });
+    if (fresh && ui.chatPanel.hidden) {
+      state.unread += 1;
+      updateChatButton();
+    }
+  }
+
+  function updateChatButton() {
+    ui.chatButton.textContent = state.unread ? `Chat (${state.unread} new)` : "Chat";
+    ui.chatButton.classList.toggle("badge", state.unread > 0);
+  }
+
+  ui.chatButton.addEventListener("click", () => {
+    ui.chatPanel.hidden = !ui.chatPanel.hidden;
+    ui.chatButton.setAttribute("aria-expanded", String(!ui.chatPanel.hidden));
+    if (!ui.chatPanel.hidden) {
+      state.unread = 0;
+      updateChatButton();
+      ui.chatText.focus();
+    }
+    layout();
+  });
+
+  ui.chatForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = ui.chatText.value.trim();
+    if (!text) return;
+    send({ type: "chat", text });
+    ui.chatText.value = "";
+  });
+
+  ui.chatNotesToggle.addEventListener("change", () => send({ type: "chat-to-notes", on: ui.chatNotesToggle.checked }));
+
   function showReaction(participantId, emoji) {
     const tile = state.tiles.get(participantId);
     if (!tile) return;
@@ -779,6 +852,7 @@
     ui.end.hidden = !hosting;
     ui.lockToggle.checked = state.room.locked;
     ui.lobbyToggle.checked = !!state.room.lobby;
+    ui.chatNotesToggle.checked = state.room.chatToNotes !== false;
     ui.unmuteToggle.checked = state.room.unmuteAllowed;
   }
 

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from media.contrib.client import HuddleClient, JoinError
-from media.events import EndRequested, ParticipantRemoved, RoomChanged
+from media.events import ChatPosted, EndRequested, ParticipantRemoved, RoomChanged
 from media.messages import HOST_TYPES
 from media.signaling import LOCKED, REMOVED
 from media.tokens import Role
@@ -166,6 +166,7 @@ async def test_a_participant_sending_each_host_control_by_hand_is_refused_nothin
             "admit-all": {},
             "deny": {"participant": "w-1"},
             "lower-hand": {"participant": pid(carol)},
+            "chat-to-notes": {"on": False},
         }
         assert set(attempts) == HOST_TYPES
         for kind, fields in attempts.items():
@@ -556,3 +557,45 @@ async def test_the_last_cohost_stepping_down_passes_host_on() -> None:
         # Bob stepped down and was the last one with a host's powers: host passes on (to him,
         # the participant who joined first), so the meeting is never without one.
         await carol.wait_for(lambda: view(carol, bob).get("role") == "host", within=WITHIN)
+
+
+# -- the chat -------------------------------------------------------------------------------
+
+
+async def test_chat_reaches_everyone_new_joiners_get_it_and_a_flood_is_cut_off() -> None:
+    async with media_app() as app, AsyncExitStack() as stack:
+        alice = await enter(stack, app, "Alice", "host")
+        bob = await enter(stack, app, "Bob")
+        await bob.send({"type": "chat", "text": "  <b>hi</b> see https://x.test/a  "})
+        entry = await alice.expect("chat", within=WITHIN)
+        assert (entry["participant"], entry["name"], entry["text"]) == (
+            pid(bob),
+            "Bob",
+            "<b>hi</b> see https://x.test/a",
+        )
+        assert entry["at"].endswith("+00:00")
+        assert (await bob.expect("chat", within=WITHIN))["id"] == entry["id"]  # to Bob too
+        carol = await enter(stack, app, "Carol")
+        welcome = next(m for m in carol.messages if m["type"] == "welcome")
+        assert [c["text"] for c in welcome["chat"]] == [entry["text"]]
+        [posted] = [e for e in app.events if isinstance(e, ChatPosted)]
+        assert posted.text == entry["text"] and posted.name == "Bob"
+        for bad in (
+            {"type": "chat"},
+            {"type": "chat", "text": "   "},
+            {"type": "chat", "text": "x" * 2001},
+        ):
+            assert (await answer_to(bob, bad))["code"] == "bad_field"
+        mark = len(bob.messages)
+        for n in range(12):
+            await bob.send({"type": "chat", "text": f"spam {n}"})
+        await bob.send({"type": "ping"})
+        await bob.expect("pong", after=mark, within=WITHIN)
+        assert any(m.get("code") == "rate_limited" for m in bob.messages[mark:])
+        # The host decides the chat stays out of the notes: everyone is told, the bot hears.
+        await alice.send({"type": "chat-to-notes", "on": False})
+        await carol.expect("room", where=lambda m: not m["room"]["chatToNotes"], within=WITHIN)
+        await alice.wait_for(
+            lambda: any(isinstance(e, RoomChanged) and not e.chat_to_notes for e in app.events),
+            within=WITHIN,
+        )
