@@ -504,6 +504,9 @@ class TrackForwarder:
         self._media_ssrc: int | None = None
         self._max_seq: int | None = None
         self._audio_level: tuple[bool, int] | None = None
+        #: Loudness (127 - level) summed over the audio packets since :meth:`take_loudness`.
+        self._loudness = 0
+        self._loud_packets = 0
         self._error_logged = False
         # RTCP receiver reports to the publisher are built by aiortc from these statistics.
         self._streams: dict[int, StreamStatistics] = self._receiver._RTCRtpReceiver__remote_streams
@@ -543,6 +546,13 @@ class TrackForwarder:
         ``None`` for video, or until an audio packet carrying the extension arrived.
         """
         return self._audio_level
+
+    def take_loudness(self) -> float | None:
+        """Mean loudness (127 - level: 0 is silence) of the audio since the last call; None if
+        no packet carried a level meanwhile (video, a silent or stalled publisher)."""
+        packets, self._loud_packets = self._loud_packets, 0
+        loudness, self._loudness = self._loudness, 0
+        return loudness / packets if packets else None
 
     def add_subscriber(self, sender: RTCRtpSender) -> None:
         """Start forwarding to ``sender`` (from :func:`add_forwarding_transceiver`).
@@ -809,6 +819,8 @@ class TrackForwarder:
             level = packet.extensions.audio_level
             if level is not None:
                 self._audio_level = level
+                self._loudness += 127 - level[1]
+                self._loud_packets += 1
                 ext_value = ((0x80 if level[0] else 0) | (level[1] & 0x7F)) << 16
             else:
                 ext_value = -1

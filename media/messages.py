@@ -141,6 +141,14 @@ class ReactionMessage(TypedDict):
     emoji: str
 
 
+class SpeakerMessage(TypedDict):
+    """Who is speaking now, and who is shown as the speaker (stays through silences)."""
+
+    type: Literal["speaker"]
+    participant: str | None
+    speaking: list[str]
+
+
 class WaiterInfo(TypedDict):
     """Someone in the waiting room, as hosts see them."""
 
@@ -311,4 +319,5 @@ ServerMessage = (
     | LobbyMessage
     | ReactionMessage
     | ChatEntry
+    | SpeakerMessage
 )

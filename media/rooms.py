@@ -61,6 +61,7 @@ from media.messages import (
     WaiterInfo,
 )
 from media.network import MediaNetwork, PortsExhausted
+from media.speakers import WINDOW_SECONDS, ActiveSpeaker
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +312,9 @@ class Room:
         self.chat: collections.deque[ChatEntry] = collections.deque(maxlen=CHAT_KEPT)
         self.chat_to_notes = chat_to_notes
         self._chat_ids = itertools.count(1)
+        #: Who is speaking, watched while anyone is in (:mod:`media.speakers`).
+        self.speakers = ActiveSpeaker()
+        self._speaker_watch: asyncio.Task[None] | None = None
         self._stats = stats
         self._ice_servers = ice_servers
         self._network = network or MediaNetwork()
@@ -359,6 +363,8 @@ class Room:
         self._emit(ParticipantJoined(self.id, participant.id, name, self._clock()))
         if participant.is_host and self.waiting:
             self.tell_lobby()
+        if self._speaker_watch is None:
+            self._speaker_watch = asyncio.ensure_future(self._watch_speakers())
         return participant
 
     async def remove(self, participant: Participant, why: str) -> None:
@@ -385,6 +391,8 @@ class Room:
             len(self.participants),
         )
         self._emit(ParticipantLeft(self.id, participant.id, participant.name, self._clock()))
+        if self.speakers.forget(participant.id) and not self._ending:
+            self.tell_everyone(self._speaker_message())
         if not self._ending:
             if participant.is_host:
                 self.pass_host()
@@ -401,6 +409,8 @@ class Room:
             "huddle_ended huddle=%s reason=%r count=%d", self.id, reason, len(self.participants)
         )
         self._ending = True
+        if self._speaker_watch is not None:
+            self._speaker_watch.cancel()
         waiting = list(self.waiting.values())
         self.waiting.clear()
         connections = [p.connection for p in self.participants.values()]
@@ -439,6 +449,32 @@ class Room:
         self._broadcast(
             {"type": "participant-updated", "participant": participant.info()}, participant
         )
+
+    # -- who is speaking -----------------------------------------------------------------------
+
+    async def _watch_speakers(self) -> None:
+        """Every window, who is loud enough; tell everyone when the speaker or speaking change."""
+        try:
+            while self.participants and not self._ending:
+                await asyncio.sleep(WINDOW_SECONDS)
+                loudness: dict[str, float] = {}
+                for participant in self.participants.values():
+                    audio = participant.published.get("audio")
+                    loud = audio.take_loudness() if audio is not None else None
+                    # Muted (or kept muted) people are not speaking, whatever their level says.
+                    if loud is not None and participant.audio and participant.may_speak:
+                        loudness[participant.id] = loud
+                if self.speakers.update(loudness):
+                    self.tell_everyone(self._speaker_message())
+        finally:
+            self._speaker_watch = None
+
+    def _speaker_message(self) -> ServerMessage:
+        return {
+            "type": "speaker",
+            "participant": self.speakers.speaker,
+            "speaking": sorted(self.speakers.speaking),
+        }
 
     # -- hands and reactions --------------------------------------------------------------------
 

@@ -41,6 +41,7 @@
     lockToggle: $("lock-toggle"),
     unmuteToggle: $("unmute-toggle"),
     hand: $("hand-button"),
+    view: $("view-button"),
     chatPanel: $("chat-panel"),
     chatList: $("chat-list"),
     chatForm: $("chat-form"),
@@ -79,6 +80,10 @@
     room: { locked: false, unmuteAllowed: true, lobby: false },
     waitingList: [], // hosts: who is in the waiting room
     unread: 0, // chat messages not seen (the chat panel was closed)
+    speaker: null, // who the server says is the speaker (stays through silences)
+    speaking: new Set(), // who is speaking now
+    pinned: null, // the tile the person chose to keep large, if any
+    speakerView: false,
     finished: false, // left, ended or failed: no more reconnect or error noise
     inbox: Promise.resolve(),
     timeline: [], // [what, ms since page start]: where the time to first video goes
@@ -104,6 +109,7 @@
       return state.timeline.map((entry) => [...entry]);
     },
     get room() { return { ...state.room }; },
+    get speaker() { return state.speaker; },
     get waiting() { return state.waitingList.map((w) => ({ ...w })); },
   });
 
@@ -375,6 +381,11 @@
       case "chat":
         addChat(message, true);
         break;
+      case "speaker":
+        state.speaker = message.participant;
+        state.speaking = new Set(message.speaking);
+        render();
+        break;
       case "waiting":
         ui.prejoin.hidden = true;
         ui.waiting.hidden = false;
@@ -477,6 +488,10 @@
       tile.root.classList.toggle("no-video", !p.video || !tracks.some((t) => t.kind === "video"));
       tile.root.classList.toggle("muted", !p.audio);
       tile.root.classList.toggle("hand", p.hand != null);
+      tile.root.classList.toggle("speaking", state.speaking.has(p.id));
+      const main = state.pinned ? p.id === state.pinned : p.id === state.speaker;
+      tile.root.classList.toggle("main", state.speakerView && main);
+      tile.root.classList.toggle("pinned", p.id === state.pinned);
       tile.label.textContent += p.hand != null ? " ✋" : "";
       ui.grid.appendChild(tile.root); // keeps joining order
     }
@@ -510,6 +525,18 @@
     caption.append(label, mic);
     root.append(video, avatar, caption);
     const tile = { root, video, label, trackIds: null };
+    // Click: pin this tile large (again: unpin). Double-click: full screen.
+    root.tabIndex = 0;
+    root.setAttribute("aria-label", `${p.name}: click to pin, double-click for full screen`);
+    root.addEventListener("click", () => {
+      state.pinned = state.pinned === p.id ? null : p.id;
+      if (state.pinned) state.speakerView = true;
+      updateButtons();
+      render();
+    });
+    root.addEventListener("dblclick", () => {
+      if (root.requestFullscreen) root.requestFullscreen().catch(() => {});
+    });
     state.tiles.set(p.id, tile);
     return tile;
   }
@@ -609,6 +636,12 @@
   });
 
   ui.muteAll.addEventListener("click", () => send({ type: "mute-all" }));
+  ui.view.addEventListener("click", () => {
+    state.speakerView = !state.speakerView;
+    if (!state.speakerView) state.pinned = null;
+    updateButtons();
+    render();
+  });
   ui.hand.addEventListener("click", () => {
     if (!state.you) return;
     send({ type: "hand", raised: state.you.hand == null });
@@ -844,6 +877,9 @@
     ui.mute.setAttribute("aria-pressed", String(!state.audio));
     ui.camera.textContent = state.video ? "Camera off" : "Camera on";
     ui.camera.setAttribute("aria-pressed", String(!state.video));
+    ui.view.textContent = state.speakerView ? "Grid view" : "Speaker view";
+    ui.view.setAttribute("aria-pressed", String(state.speakerView));
+    ui.grid.classList.toggle("speaker-view", state.speakerView);
     const raised = !!(state.you && state.you.hand != null);
     ui.hand.textContent = raised ? "Lower hand" : "Raise hand";
     ui.hand.setAttribute("aria-pressed", String(raised));

@@ -8,7 +8,11 @@ lets it in again once unlocked.
 from __future__ import annotations
 
 import asyncio
+import math
+import struct
 import time
+import wave
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page
@@ -235,3 +239,54 @@ async def test_a_raised_hand_shows_in_order_for_everyone_and_the_host_lowers_it(
         await person.get_by_test_id("host-lower-hand").click()
         await bob.get_by_test_id("hand-button").filter(has_text="Raise hand").wait_for()
         await alice.locator(".tile.hand").wait_for(state="detached")
+
+
+def _tone(path: Path, seconds: float = 20.0) -> Path:
+    """A steady 440 Hz tone at about -12 dBFS, as a fake microphone plays it (looped)."""
+    rate = 48000
+    frames = bytearray()
+    for n in range(int(rate * seconds)):
+        frames += struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+    return path
+
+
+async def test_the_one_talking_is_named_the_speaker_and_their_tile_lights_up(
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.conftest import CHROMIUM_ARGS, chromium_path
+
+    tone = _tone(tmp_path / "voice.wav")
+    async with media_app() as app, async_playwright() as pw:
+        # A browser whose fake microphone plays the tone: everyone in it "talks".
+        talking = await pw.chromium.launch(
+            executable_path=chromium_path(),
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"],
+        )
+        quiet = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            alice = await join(quiet, app.base_url, app.join_url(), "Alice")
+            bob = await join(talking, app.base_url, app.join_url(), "Bob")
+            await alice.get_by_test_id("mute-button").click()  # Alice is muted
+            ids = await participant_ids(alice)
+            await alice.wait_for_function(
+                f"window.huddle.speaker === {ids['Bob']!r}", timeout=WITHIN * 1000
+            )
+            await alice.locator(".tile.speaking").filter(has_text="Bob").wait_for()
+            assert await alice.locator(".tile.speaking").count() == 1
+            # Speaker view puts him large on Alice's page.
+            await alice.get_by_test_id("view-button").click()
+            await alice.locator(".tile.main").filter(has_text="Bob").wait_for()
+            # Bob mutes: he stops speaking (the speaker stays him through the silence).
+            await bob.get_by_test_id("mute-button").click()
+            await alice.locator(".tile.speaking").wait_for(state="detached")
+            assert await alice.evaluate("window.huddle.speaker") == ids["Bob"]
+        finally:
+            await talking.close()
+            await quiet.close()
