@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 #: How often levels are looked at, in seconds (at most this many ``speaker`` messages a second).
 WINDOW_SECONDS = 0.25
-#: Mean loudness (127 - level) over a window above which someone is speaking: a level of 50
-#: -dBov or louder, where speech sits; a quiet room's noise stays below.
+#: Mean loudness (127 - level) over a window above which someone starts speaking: a level of
+#: 50 -dBov or louder, where speech sits; a quiet room's noise stays below. They stop only once
+#: they fall :data:`HYSTERESIS` below it, so a voice hovering at the threshold does not flicker.
 SPEAKING_LOUDNESS = 127 - 50
+HYSTERESIS = 10
 #: Windows in a row someone must be the loudest before they become the speaker.
 SWITCH_WINDOWS = 2
 
@@ -32,7 +34,11 @@ class ActiveSpeaker:
 
     def update(self, loudness: dict[str, float]) -> bool:
         """Take one window's mean loudness per participant; True if anything shown changed."""
-        speaking = frozenset(who for who, loud in loudness.items() if loud >= SPEAKING_LOUDNESS)
+        speaking = frozenset(
+            who
+            for who, loud in loudness.items()
+            if loud >= SPEAKING_LOUDNESS - (HYSTERESIS if who in self.speaking else 0)
+        )
         loudest = max(speaking, key=lambda who: loudness[who], default=None)
         if loudest is not None and loudest == self._leader:
             self._leading_for += 1

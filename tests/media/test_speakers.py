@@ -1,6 +1,6 @@
 """Who is the speaker: loudness windows in, a speaker that does not flicker out."""
 
-from media.speakers import SPEAKING_LOUDNESS, SWITCH_WINDOWS, ActiveSpeaker
+from media.speakers import HYSTERESIS, SPEAKING_LOUDNESS, SWITCH_WINDOWS, ActiveSpeaker
 
 LOUD, LOUDER, QUIET = SPEAKING_LOUDNESS + 10, SPEAKING_LOUDNESS + 30, SPEAKING_LOUDNESS - 30
 
@@ -33,3 +33,16 @@ def test_the_speaker_leaving_clears_it() -> None:
     assert speakers.forget("ann") is True
     assert (speakers.speaker, speakers.speaking) == (None, frozenset({"bo"}))
     assert speakers.forget("cy") is False
+
+
+def test_a_voice_hovering_at_the_threshold_does_not_flicker() -> None:
+    speakers = ActiveSpeaker()
+    speakers.update({"ann": SPEAKING_LOUDNESS + 1})
+    assert speakers.speaking == {"ann"}
+    changes = [
+        speakers.update({"ann": loud})
+        for loud in (SPEAKING_LOUDNESS - 2, SPEAKING_LOUDNESS + 2, SPEAKING_LOUDNESS - 5)
+    ]
+    assert speakers.speaking == {"ann"} and changes[1:] == [False, False]
+    speakers.update({"ann": SPEAKING_LOUDNESS - HYSTERESIS - 1})
+    assert speakers.speaking == frozenset()
