@@ -21,6 +21,13 @@
     name: $("name-input"),
     join: $("join-button"),
     prejoinStatus: $("prejoin-status"),
+    micLevel: $("mic-level"),
+    audioSelect: $("audio-select"),
+    videoSelect: $("video-select"),
+    outputSelect: $("output-select"),
+    outputLabel: $("output-label"),
+    joinMuted: $("join-muted"),
+    joinCameraOff: $("join-camera-off"),
     call: $("call"),
     count: $("call-count"),
     grid: $("grid"),
@@ -138,9 +145,40 @@
     send(message);
   }
 
+  // Devices chosen on an earlier visit (this browser only). Declarations, not consts: the
+  // preview starts (and reads them) before this part of the script has run.
+  function saved(kind) {
+    try {
+      return localStorage.getItem(`huddle.${kind}`) || "";
+    } catch {
+      return "";
+    }
+  }
+  function remember(kind, id) {
+    try {
+      localStorage.setItem(`huddle.${kind}`, id);
+    } catch {
+      /* private mode: nothing kept */
+    }
+  }
+
+  function deviceError(err) {
+    // A sentence a person can act on, not the browser's exception name.
+    if (!err) return "";
+    if (err.name === "NotAllowedError") return "Access to the camera and microphone was refused: allow it in the browser's site settings, then reload.";
+    if (err.name === "NotReadableError") return "The camera or microphone is in use by another app: close it, then reload.";
+    if (err.name === "NotFoundError" || err.name === "OverconstrainedError") return "No camera or microphone was found.";
+    return `The camera and microphone could not start (${err.name || err}).`;
+  }
+
   async function startPreview() {
     const video = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
-    const attempts = [{ audio: true, video }, { audio: true }, { video }];
+    const audioId = saved("audioinput");
+    const videoId = saved("videoinput");
+    const audio = audioId ? { deviceId: { ideal: audioId } } : true;
+    if (videoId) video.deviceId = { ideal: videoId };
+    const attempts = [{ audio, video }, { audio }, { video }];
+    let failure = null;
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       ui.previewNote.textContent = "This browser cannot use a camera here (the page needs HTTPS). You can still join to watch and listen.";
       return;
@@ -151,10 +189,11 @@
         break;
       } catch (err) {
         console.warn("getUserMedia", constraints, err);
+        failure = failure || err;
       }
     }
     if (!state.local) {
-      ui.previewNote.textContent = "No camera or microphone available (or access was refused). You can still join to watch and listen.";
+      ui.previewNote.textContent = `${deviceError(failure) || "No camera or microphone available."} You can still join to watch and listen.`;
       return;
     }
     const hasVideo = state.local.getVideoTracks().length > 0;
@@ -168,6 +207,100 @@
     } else {
       ui.previewNote.textContent = "No camera: the others will hear you but not see you.";
     }
+    try {
+      watchLevel(state.local);
+    } catch (err) {
+      console.warn("level meter", err);
+    }
+    listDevices().catch((err) => console.warn("devices", err));
+  }
+
+  // -- the pre-join check: a live microphone level, device choice, join muted ------------------
+
+  let levelSource = null;
+  function watchLevel(stream) {
+    const track = stream.getAudioTracks()[0];
+    if (!track || !window.AudioContext) return;
+    const audio = watchLevel.context || (watchLevel.context = new AudioContext());
+    if (levelSource) levelSource.disconnect();
+    levelSource = audio.createMediaStreamSource(new MediaStream([track]));
+    const analyser = audio.createAnalyser();
+    analyser.fftSize = 1024;
+    levelSource.connect(analyser);
+    const samples = new Float32Array(analyser.fftSize);
+    const tick = () => {
+      if (state.you || state.finished) return; // the meter is for the check before joining
+      analyser.getFloatTimeDomainData(samples);
+      let sum = 0;
+      for (const v of samples) sum += v * v;
+      // RMS on a rough dB scale: -60 dB (silence) to 0 dB fills the meter.
+      const db = 10 * Math.log10(sum / samples.length + 1e-12);
+      ui.micLevel.value = Math.max(0, Math.min(1, (db + 60) / 60));
+      requestAnimationFrame(tick);
+    };
+    audio.resume().catch(() => {});
+    tick();
+  }
+
+  async function listDevices() {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    const fill = (select, kind) => {
+      const ofKind = devices.filter((d) => d.kind === kind);
+      select.replaceChildren(
+        ...ofKind.map((d, n) => {
+          const option = document.createElement("option");
+          option.value = d.deviceId;
+          option.textContent = d.label || `${kind} ${n + 1}`;
+          return option;
+        }),
+      );
+      const current = state.local && state.local.getTracks().find((t) => `${t.kind}input` === kind);
+      const id = current ? current.getSettings().deviceId : saved(kind);
+      if (id) select.value = id;
+      select.disabled = ofKind.length < 2 && kind !== "audiooutput";
+      return ofKind.length;
+    };
+    fill(ui.audioSelect, "audioinput");
+    fill(ui.videoSelect, "videoinput");
+    const outputs = fill(ui.outputSelect, "audiooutput");
+    // Choosing a speaker needs setSinkId (not in every browser).
+    ui.outputSelect.hidden = ui.outputLabel.hidden = !outputs || !HTMLMediaElement.prototype.setSinkId;
+  }
+
+  async function switchDevice(kind, deviceId) {
+    remember(kind, deviceId);
+    const mediaKind = kind === "audioinput" ? "audio" : "video";
+    const constraints = { [mediaKind]: { deviceId: { exact: deviceId } } };
+    let fresh;
+    try {
+      fresh = await navigator.mediaDevices.getUserMedia(constraints);
+    } catch (err) {
+      ui.previewNote.textContent = deviceError(err);
+      return;
+    }
+    const track = fresh.getTracks()[0];
+    for (const old of state.local.getTracks().filter((t) => t.kind === mediaKind)) {
+      state.local.removeTrack(old);
+      old.stop();
+    }
+    state.local.addTrack(track);
+    // The publishing connection sends the new device without renegotiating.
+    const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === mediaKind);
+    if (sender) await sender.replaceTrack(track);
+    if (mediaKind === "audio") watchLevel(state.local);
+    else ui.preview.srcObject = state.local;
+  }
+
+  ui.audioSelect.addEventListener("change", () => switchDevice("audioinput", ui.audioSelect.value));
+  ui.videoSelect.addEventListener("change", () => switchDevice("videoinput", ui.videoSelect.value));
+  ui.outputSelect.addEventListener("change", () => {
+    remember("audiooutput", ui.outputSelect.value);
+    for (const tile of state.tiles.values()) applySink(tile.video);
+  });
+
+  function applySink(video) {
+    const id = ui.outputSelect.value || saved("audiooutput");
+    if (id && video.setSinkId) video.setSinkId(id).catch((err) => console.warn("setSinkId", err));
   }
 
   async function join() {
@@ -179,6 +312,12 @@
     }
     ui.join.disabled = true;
     ui.prejoinStatus.textContent = "Joining…";
+    // "Join with the microphone / camera off": the tracks are sent disabled from the start.
+    if (ui.joinMuted.checked) setMicrophone(false);
+    if (ui.joinCameraOff.checked && state.local) {
+      state.video = false;
+      for (const t of state.local.getVideoTracks()) t.enabled = false;
+    }
     mark("join");
     const offer = publishing.catch((err) => {
       finish("Could not start the call", `Your browser refused to set up the call: ${err.message || err}`);
@@ -511,6 +650,7 @@
     video.autoplay = true;
     video.playsInline = true;
     video.muted = self; // never play your own microphone back
+    if (!self) applySink(video);
     const avatar = document.createElement("div");
     avatar.className = "avatar";
     avatar.setAttribute("aria-hidden", "true");
