@@ -11,6 +11,8 @@
   // sending the candidates found so far.
   const GATHER_TIMEOUT_MS = 3000;
   const PING_INTERVAL_MS = 25000;
+  // How often each tile's connection indicator is refreshed from getStats.
+  const QUALITY_INTERVAL_MS = 2000;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -49,6 +51,7 @@
     unmuteToggle: $("unmute-toggle"),
     hand: $("hand-button"),
     view: $("view-button"),
+    details: $("details-button"),
     chatPanel: $("chat-panel"),
     chatList: $("chat-list"),
     chatForm: $("chat-form"),
@@ -91,6 +94,7 @@
     speaking: new Set(), // who is speaking now
     pinned: null, // the tile the person chose to keep large, if any
     speakerView: false,
+    details: false, // the connection figures shown on every tile
     finished: false, // left, ended or failed: no more reconnect or error noise
     inbox: Promise.resolve(),
     timeline: [], // [what, ms since page start]: where the time to first video goes
@@ -351,6 +355,7 @@
       }
     });
     setInterval(() => send({ type: "ping" }), PING_INTERVAL_MS);
+    setInterval(() => measureQuality().catch((err) => console.warn("stats", err)), QUALITY_INTERVAL_MS);
   }
 
   async function explainRefusal() {
@@ -662,9 +667,13 @@
     const mic = document.createElement("span");
     mic.className = "mic-off";
     mic.textContent = "muted";
-    caption.append(label, mic);
+    const quality = document.createElement("span");
+    quality.className = "quality";
+    quality.dataset.testid = "quality";
+    quality.hidden = true;
+    caption.append(label, mic, quality);
     root.append(video, avatar, caption);
-    const tile = { root, video, label, trackIds: null };
+    const tile = { root, video, label, quality, trackIds: null };
     // Click: pin this tile large (again: unpin). Double-click: full screen.
     root.tabIndex = 0;
     root.setAttribute("aria-label", `${p.name}: click to pin, double-click for full screen`);
@@ -776,6 +785,11 @@
   });
 
   ui.muteAll.addEventListener("click", () => send({ type: "mute-all" }));
+  ui.details.addEventListener("click", () => {
+    state.details = !state.details;
+    updateButtons();
+    measureQuality().catch(() => {});
+  });
   ui.view.addEventListener("click", () => {
     state.speakerView = !state.speakerView;
     if (!state.speakerView) state.pinned = null;
@@ -865,6 +879,71 @@
   });
 
   ui.chatNotesToggle.addEventListener("change", () => send({ type: "chat-to-notes", on: ui.chatNotesToggle.checked }));
+
+  // -- connection quality, from what WebRTC reports -------------------------------------------
+
+  let lastStats = new Map(); // report id -> the previous inbound/outbound report
+
+  // Loss and round trip beyond these make a link "fair", then "poor".
+  const FAIR = { loss: 0.02, rtt: 0.3 };
+  const POOR = { loss: 0.08, rtt: 0.8 };
+
+  function grade(loss, rtt) {
+    if (loss >= POOR.loss || rtt >= POOR.rtt) return "poor";
+    if (loss >= FAIR.loss || rtt >= FAIR.rtt) return "fair";
+    return "good";
+  }
+
+  async function measureQuality() {
+    if (!state.pc || !state.you || state.finished) return;
+    const byMid = new Map([...state.streams.entries()].map(([mid, s]) => [mid, s.participant]));
+    const reports = await state.pc.getStats();
+    const seconds = QUALITY_INTERVAL_MS / 1000;
+    const per = new Map(); // participant id -> figures
+    let rtt = null;
+    const next = new Map();
+    reports.forEach((r) => {
+      if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") {
+        rtt = r.currentRoundTripTime ?? rtt;
+      }
+      if (r.type !== "inbound-rtp" && r.type !== "outbound-rtp") return;
+      next.set(r.id, r);
+      const before = lastStats.get(r.id);
+      const who = r.type === "outbound-rtp" ? state.you.id : byMid.get(r.mid);
+      if (!who) return;
+      const f = per.get(who) || { kbps: 0, fps: null, lost: 0, received: 0, jitter: null };
+      const bytes = r.type === "inbound-rtp" ? r.bytesReceived : r.bytesSent;
+      if (before) f.kbps += (8 * (bytes - (r.type === "inbound-rtp" ? before.bytesReceived : before.bytesSent))) / 1000 / seconds;
+      if (r.kind === "video" && r.framesPerSecond != null) f.fps = r.framesPerSecond;
+      if (r.type === "inbound-rtp" && before) {
+        f.lost += Math.max(0, r.packetsLost - before.packetsLost);
+        f.received += Math.max(0, r.packetsReceived - before.packetsReceived);
+      }
+      if (r.jitter != null) f.jitter = Math.max(f.jitter || 0, r.jitter);
+      per.set(who, f);
+    });
+    lastStats = next;
+    for (const [id, tile] of state.tiles) {
+      const f = per.get(id);
+      if (!f) continue;
+      const loss = f.received + f.lost ? f.lost / (f.received + f.lost) : 0;
+      const level = grade(loss, rtt || 0);
+      const parts = [
+        rtt != null ? `RTT ${Math.round(rtt * 1000)} ms` : null,
+        id === state.you.id ? null : `loss ${(loss * 100).toFixed(1)}%`,
+        f.jitter != null && id !== state.you.id ? `jitter ${Math.round(f.jitter * 1000)} ms` : null,
+        `${Math.round(f.kbps)} kbit/s`,
+        f.fps != null ? `${Math.round(f.fps)} fps` : null,
+      ].filter(Boolean);
+      tile.quality.hidden = false;
+      tile.quality.dataset.level = level;
+      tile.quality.textContent = level;
+      tile.quality.title = parts.join(" · ");
+      tile.quality.dataset.details = parts.join(" · ");
+      tile.root.classList.toggle("show-details", state.details);
+      if (state.details) tile.quality.textContent = `${level} · ${parts.join(" · ")}`;
+    }
+  }
 
   function showReaction(participantId, emoji) {
     const tile = state.tiles.get(participantId);
@@ -1017,6 +1096,7 @@
     ui.mute.setAttribute("aria-pressed", String(!state.audio));
     ui.camera.textContent = state.video ? "Camera off" : "Camera on";
     ui.camera.setAttribute("aria-pressed", String(!state.video));
+    ui.details.setAttribute("aria-pressed", String(state.details));
     ui.view.textContent = state.speakerView ? "Grid view" : "Speaker view";
     ui.view.setAttribute("aria-pressed", String(state.speakerView));
     ui.grid.classList.toggle("speaker-view", state.speakerView);
