@@ -13,7 +13,7 @@ from bot.cards import list_line
 from bot.huddles import HuddleService
 from bot.meetings import MeetingService
 from bot.minutes import Minutes
-from bot.records import Meeting
+from bot.records import Huddle, Meeting
 from bot.types import Action, Button, Command, CommandResult, Reply, time_markup
 from bot.when import WhenError, parse_when, zone
 
@@ -169,14 +169,26 @@ class Commands:
             )
         return CommandResult(replies=[Reply("\n".join(lines), tuple(buttons))])
 
-    async def _end(self, command: Command, request: parser.EndHuddle) -> CommandResult:
-        huddle = await self.huddles.store.huddle(request.huddle_id)
+    async def _hosted(
+        self, command: Command, huddle_id: str, refusal: str
+    ) -> Huddle | CommandResult:
+        """The open huddle ``huddle_id`` if ``command`` comes from its host, else the answer
+        saying why not (``refusal`` is formatted with ``host`` and ``id``)."""
+        huddle = await self.huddles.store.huddle(huddle_id)
         if huddle is None or huddle.channel.platform != command.channel.platform:
-            return _reply(f"There is no huddle `{request.huddle_id}`. `/meet list` shows ids.")
+            return _reply(f"There is no huddle `{huddle_id}`. `/meet list` shows ids.")
         if not huddle.is_open:
             return _reply(f"Huddle `{huddle.id}` has already ended.")
         if huddle.host_id != command.user.id:
-            return _reply(f"Only {huddle.host_name}, who started `{huddle.id}`, can end it.")
+            return _reply(refusal.format(host=huddle.host_name, id=huddle.id))
+        return huddle
+
+    async def _end(self, command: Command, request: parser.EndHuddle) -> CommandResult:
+        huddle = await self._hosted(
+            command, request.huddle_id, "Only {host}, who started `{id}`, can end it."
+        )
+        if isinstance(huddle, CommandResult):
+            return huddle
         await self.huddles.end(huddle.id, "ended by host")
         return _reply(f"Ended “{huddle.title}” (`{huddle.id}`).")
 
@@ -189,13 +201,11 @@ class Commands:
         | parser.GuestLink
         | parser.SetPasscode,
     ) -> CommandResult:
-        huddle = await self.huddles.store.huddle(request.huddle_id)
-        if huddle is None or huddle.channel.platform != command.channel.platform:
-            return _reply(f"There is no huddle `{request.huddle_id}`. `/meet list` shows ids.")
-        if not huddle.is_open:
-            return _reply(f"Huddle `{huddle.id}` has already ended.")
-        if huddle.host_id != command.user.id:
-            return _reply(f"Only {huddle.host_name}, who hosts `{huddle.id}`, can do that.")
+        huddle = await self._hosted(
+            command, request.huddle_id, "Only {host}, who hosts `{id}`, can do that."
+        )
+        if isinstance(huddle, CommandResult):
+            return huddle
         by = command.user.name
         named = f"“{huddle.title}” (`{huddle.id}`)"
         if isinstance(request, parser.HostLink):

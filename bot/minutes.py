@@ -122,19 +122,7 @@ class Minutes:
             items,
             recording_url=None,
         )
-        # The notes go under the card in every channel the huddle was posted in.
-        for channel in [huddle.channel, *await self.store.shares(huddle.id)]:
-            card_key = huddle.card_key_in(channel)
-            await self.publisher.publish(
-                Post(
-                    key=f"{card_key}/notes",
-                    channel=channel,
-                    title=f"Meeting notes: {huddle.title}",
-                    text=text,
-                    thread_of=card_key,
-                ),
-                wait=0,
-            )
+        await self._under_cards(huddle, "notes", f"Meeting notes: {huddle.title}", text)
         await self._post_chat(huddle, zone)
         if items:
             await self._refresh_open_items(huddle)
@@ -151,14 +139,18 @@ class Minutes:
         log_lines = await self.store.chat_log(huddle.id)
         if not log_lines:
             return
-        text = chat_text(log_lines, zone)
+        title = f"Chat during the call: {huddle.title}"
+        await self._under_cards(huddle, "chat", title, chat_text(log_lines, zone))
+
+    async def _under_cards(self, huddle: Huddle, name: str, title: str, text: str) -> None:
+        """Post ``text`` under the huddle's card in every channel it was posted in."""
         for channel in [huddle.channel, *await self.store.shares(huddle.id)]:
             card_key = huddle.card_key_in(channel)
             await self.publisher.publish(
                 Post(
-                    key=f"{card_key}/chat",
+                    key=f"{card_key}/{name}",
                     channel=channel,
-                    title=f"Chat during the call: {huddle.title}",
+                    title=title,
                     text=text,
                     thread_of=card_key,
                 ),

@@ -49,6 +49,7 @@ from media.forwarding import (
     tap_publisher,
 )
 from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
+from media.limits import RateLimit
 from media.messages import (
     CallRole,
     ChatEntry,
@@ -67,14 +68,11 @@ log = logging.getLogger(__name__)
 
 MEDIA_KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
-#: Chat messages kept in the room (new joiners get them), and one participant's allowance.
+#: Chat messages kept in the room (new joiners get them).
 CHAT_KEPT = 200
-CHATS_PER_WINDOW = 10
-CHAT_WINDOW_SECONDS = 10.0
-
-#: Reactions one participant may send within a window of seconds.
-REACTIONS_PER_WINDOW = 5
-REACTION_WINDOW_SECONDS = 5.0
+#: One participant's allowance: chat messages and reactions at once, then one a second each.
+CHAT_BURST = 10
+REACTION_BURST = 5
 
 #: SDP directions (the client's view) in which the client publishes.
 SENDING = ("sendonly", "sendrecv")
@@ -141,9 +139,6 @@ class Participant:
         self.may_speak = True
         #: When they raised their hand (orders raised hands), or None.
         self.hand: int | None = None
-        #: Loop times of their last reactions (a few per few seconds), and chat messages.
-        self.reactions: list[float] = []
-        self.chats: list[float] = []
         self.connection = connection
         self.pc: RTCPeerConnection | None = None
         #: Their own tracks, tapped for forwarding, by kind.
@@ -271,6 +266,15 @@ MEDIA_UNREACHABLE = (
 )
 
 
+def _within(limit: RateLimit, participant: Participant, what: str) -> None:
+    """Spend one of ``participant``'s ``limit``, or refuse with ``rate_limited``."""
+    if limit.take(participant.id):
+        burst = int(limit.burst)
+        raise ProtocolError(
+            "rate_limited", f"At most {burst} {what} in {burst / limit.per_second:g} seconds."
+        )
+
+
 class Room:
     """The live side of one huddle: its participants and their forwarding."""
 
@@ -312,6 +316,9 @@ class Room:
         self.chat: collections.deque[ChatEntry] = collections.deque(maxlen=CHAT_KEPT)
         self.chat_to_notes = chat_to_notes
         self._chat_ids = itertools.count(1)
+        # Per participant id, never exempt: everyone here came through the same front.
+        self._chat_limit = RateLimit(CHAT_BURST, 1.0, exempt_loopback=False)
+        self._reaction_limit = RateLimit(REACTION_BURST, 1.0, exempt_loopback=False)
         #: Who is speaking, watched while anyone is in (:mod:`media.speakers`).
         self.speakers = ActiveSpeaker()
         self._speaker_watch: asyncio.Task[None] | None = None
@@ -487,14 +494,7 @@ class Room:
 
     def post_chat(self, participant: Participant, text: str) -> None:
         """``participant`` wrote ``text`` in the chat: everyone gets it, the bot keeps it."""
-        now = asyncio.get_running_loop().time()
-        recent = [at for at in participant.chats if now - at < CHAT_WINDOW_SECONDS]
-        if len(recent) >= CHATS_PER_WINDOW:
-            raise ProtocolError(
-                "rate_limited",
-                f"At most {CHATS_PER_WINDOW} chat messages in {CHAT_WINDOW_SECONDS:g} seconds.",
-            )
-        participant.chats = [*recent, now]
+        _within(self._chat_limit, participant, "chat messages")
         at = self._clock()
         entry: ChatEntry = {
             "type": "chat",
@@ -510,14 +510,7 @@ class Room:
 
     def react(self, participant: Participant, emoji: str) -> None:
         """Show ``emoji`` over ``participant``'s tile for everyone (a few per few seconds)."""
-        now = asyncio.get_running_loop().time()
-        recent = [at for at in participant.reactions if now - at < REACTION_WINDOW_SECONDS]
-        if len(recent) >= REACTIONS_PER_WINDOW:
-            raise ProtocolError(
-                "rate_limited",
-                f"At most {REACTIONS_PER_WINDOW} reactions in {REACTION_WINDOW_SECONDS:g} seconds.",
-            )
-        participant.reactions = [*recent, now]
+        _within(self._reaction_limit, participant, "reactions")
         self.tell_everyone({"type": "reaction", "participant": participant.id, "emoji": emoji})
 
     # -- what hosts change ---------------------------------------------------------------------

@@ -36,7 +36,6 @@ from media.events import (
 )
 from media.forwarding import ForwardingStats
 from media.limits import RateLimit, retry_text
-from media.messages import CallRole
 from media.network import MediaNetwork
 from media.rooms import ProtocolError, Room
 from media.signaling import (
@@ -476,7 +475,7 @@ class MediaServer(MediaFront):
             max_participants=self._max_participants,
             counters=self._counters,
             peer=request.remote or "?",
-            role=_call_role(admission.claims.role),
+            role=admission.claims.role,
             seat=admission.seat,
             check_passcode=(
                 None
@@ -535,11 +534,6 @@ def _network_of(address: str) -> str:
     if ip.version == 6 and not ip.is_loopback:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
-
-
-def _call_role(role: tokens.Role) -> CallRole:
-    """What a join link's role makes someone in the call."""
-    return role
 
 
 def signaling_refusal(
