@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from media.errors import ProtocolError
 from media.events import EndRequested, ParticipantRemoved, RoomChanged
 from media.messages import HOST_TYPES
-from media.rooms import Participant, ProtocolError, Room, Waiter
+from media.participants import Participant, Waiter
+from media.rooms import Room
 
 log = logging.getLogger(__name__)
 

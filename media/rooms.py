@@ -18,23 +18,19 @@ import asyncio
 import collections
 import itertools
 import logging
-import re
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
-    RTCRtpHeaderExtensionParameters,
-    RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.sdp import SessionDescription
 
+from media.errors import ProtocolError
 from media.events import (
     ChatPosted,
     MediaEvent,
@@ -44,7 +40,6 @@ from media.events import (
 )
 from media.forwarding import (
     ForwardingStats,
-    TrackForwarder,
     add_forwarding_transceiver,
     tap_publisher,
 )
@@ -53,15 +48,13 @@ from media.limits import RateLimit
 from media.messages import (
     CallRole,
     ChatEntry,
-    ErrorCode,
     MediaKind,
-    ParticipantInfo,
     RoomInfo,
     ServerMessage,
-    StreamInfo,
-    WaiterInfo,
 )
 from media.network import MediaNetwork, PortsExhausted
+from media.participants import Connection, Participant, Slot, Waiter
+from media.sdp import extension_ids, keep_extension_ids, parse_sdp, use_extension_ids
 from media.speakers import WINDOW_SECONDS, ActiveSpeaker
 
 log = logging.getLogger(__name__)
@@ -76,187 +69,6 @@ REACTION_BURST = 5
 
 #: SDP directions (the client's view) in which the client publishes.
 SENDING = ("sendonly", "sendrecv")
-
-
-class ProtocolError(Exception):
-    """A client message refused with an ``error`` reply; ``str(error)`` is the clear sentence."""
-
-    def __init__(self, code: ErrorCode, message: str, *, fatal: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.fatal = fatal
-
-
-class Connection(Protocol):
-    """The participant's signaling channel, as rooms see it: fire-and-forget, never blocking."""
-
-    def send(self, message: ServerMessage) -> None:
-        """Queue ``message`` for the client; a slow client never holds up the caller."""
-
-    def close(self) -> None:
-        """Close the channel once the queued messages are sent."""
-
-
-@dataclass(eq=False)
-class Slot:
-    """A sendonly transceiver on a subscriber's connection: one publisher's track, or idle."""
-
-    transceiver: RTCRtpTransceiver
-    kind: MediaKind
-    source: str | None = None
-    forwarder: TrackForwarder | None = None
-
-    def release(self) -> None:
-        """Stop forwarding into this slot; it stays negotiated, ready for the next publisher."""
-        if self.forwarder is not None:
-            self.forwarder.remove_subscriber(self.transceiver.sender)
-        self.source = None
-        self.forwarder = None
-
-
-class Participant:
-    """Someone in a room: their name and media state, their connection, what they publish."""
-
-    def __init__(
-        self,
-        participant_id: str,
-        name: str,
-        connection: Connection,
-        role: CallRole = "participant",
-        seat: str = "",
-    ) -> None:
-        self.id = participant_id
-        self.name = name
-        self.audio = True
-        self.video = True
-        #: Their role now (the join link's, or what a host made them since).
-        self.role: CallRole = role
-        #: What they are when not (or no longer) a co-host.
-        self.link_role: CallRole = "participant" if role in ("host", "cohost") else role
-        #: The browser they joined from (the join page's cookie): what a removal bars.
-        self.seat = seat
-        #: False while a host keeps them muted: nobody is sent their audio (:meth:`Room.sync`).
-        self.may_speak = True
-        #: When they raised their hand (orders raised hands), or None.
-        self.hand: int | None = None
-        self.connection = connection
-        self.pc: RTCPeerConnection | None = None
-        #: Their own tracks, tapped for forwarding, by kind.
-        self.published: dict[MediaKind, TrackForwarder] = {}
-        #: Transceivers the server added to carry others' tracks to them.
-        self.slots: list[Slot] = []
-        #: True once their publishing offer is answered: from then on the server makes the offers.
-        self.ready = False
-        self.offer_outstanding = False
-        self.sent_streams: list[StreamInfo] = []
-        #: RTP header extension IDs from their first offer; every server offer reuses them.
-        self.extension_ids: dict[str, int] = {}
-        self.left = False
-        self.negotiation = asyncio.Lock()
-
-    @property
-    def is_host(self) -> bool:
-        """Whether they have a host's powers (the host, or a co-host)."""
-        return self.role in ("host", "cohost")
-
-    def info(self) -> ParticipantInfo:
-        """The participant object of the protocol."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "audio": self.audio,
-            "video": self.video,
-            "role": self.role,
-            "speak": self.may_speak,
-            "hand": self.hand,
-        }
-
-    def streams(self) -> list[StreamInfo]:
-        """The ``streams`` map: every negotiated slot that carries something now."""
-        return [
-            {"mid": slot.transceiver.mid, "participant": slot.source, "kind": slot.kind}
-            for slot in self.slots
-            if slot.source is not None and slot.transceiver.mid is not None
-        ]
-
-
-@dataclass(eq=False)
-class Waiter:
-    """Someone in the waiting room: not a participant, sends and receives no media, sees nobody.
-
-    ``admitted`` is called with their :class:`Participant` once a host lets them in.
-    """
-
-    id: str
-    name: str
-    connection: Connection
-    role: CallRole
-    seat: str
-    admitted: Callable[[Participant], None]
-
-    def info(self) -> WaiterInfo:
-        """As hosts see them in the queue."""
-        return {"id": self.id, "name": self.name, "role": self.role}
-
-
-def parse_sdp(sdp: str, kind: str) -> SessionDescription:
-    """Parse ``sdp`` far enough to refuse garbage with ``bad_sdp`` before aiortc touches it."""
-    if not sdp.startswith("v=0"):
-        raise ProtocolError("bad_sdp", f"The {kind} is not SDP (it must start with 'v=0').")
-    try:
-        description = SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises whatever the bad line provokes
-        raise ProtocolError("bad_sdp", f"The {kind} SDP could not be parsed: {exc}.") from exc
-    if not any(media.kind in ("audio", "video") for media in description.media):
-        raise ProtocolError("bad_sdp", f"The {kind} SDP has no audio or video section.")
-    return description
-
-
-_EXTMAP = re.compile(r"^a=extmap:(\d+)(/\w+)? (\S+)(.*)$")
-
-
-def extension_ids(description: SessionDescription) -> dict[str, int]:
-    """The RTP header extension IDs a client chose in its offer, by URI."""
-    ids: dict[str, int] = {}
-    for media in description.media:
-        for extension in media.rtp.headerExtensions:
-            ids.setdefault(extension.uri, extension.id)
-    return ids
-
-
-def keep_extension_ids(pc: RTCPeerConnection, ids: dict[str, int]) -> None:
-    """Undo aiortc's reset of every transceiver's header extension IDs in ``createOffer``.
-
-    aiortc reads these (private) lists when a sender or receiver starts, which for a new
-    connection happens after DTLS connects, possibly before the client answers this offer.
-    """
-    for transceiver in pc.getTransceivers():
-        transceiver._headerExtensions = [
-            RTCRtpHeaderExtensionParameters(id=ids[extension.uri], uri=extension.uri)
-            for extension in transceiver._headerExtensions
-            if extension.uri in ids
-        ]
-
-
-def use_extension_ids(sdp: str, ids: dict[str, int]) -> str:
-    """Rewrite a server offer's ``a=extmap`` lines to the IDs the client chose; drop the others.
-
-    aiortc builds every offer with its own default IDs (mid=1, audio level=2, abs-send-time=3),
-    which clash with a browser's (Chromium: audio level=1, abs-send-time=2, mid=4). The bundled
-    transport parses all incoming RTP with one ID map, so mixed IDs make it misread the
-    publisher's packets (and die on the first unparsable one). Keeping the client's IDs for every
-    m-line keeps the map one and the same; extensions the client did not offer are left out.
-    """
-    lines = []
-    for line in sdp.split("\r\n"):
-        match = _EXTMAP.match(line)
-        if match is not None:
-            direction, uri, rest = match.group(2) or "", match.group(3), match.group(4)
-            if uri not in ids:
-                continue
-            line = f"a=extmap:{ids[uri]}{direction} {uri}{rest}"
-        lines.append(line)
-    return "\r\n".join(lines)
 
 
 #: What someone whose audio and video found no way to the server is told.

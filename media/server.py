@@ -25,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from media import hosting, passcodes, tokens
+from media.errors import ProtocolError
 from media.events import (
     HuddleAccess,
     HuddleGate,
@@ -37,7 +38,7 @@ from media.events import (
 from media.forwarding import ForwardingStats
 from media.limits import RateLimit, retry_text
 from media.network import MediaNetwork
-from media.rooms import ProtocolError, Room
+from media.rooms import Room
 from media.signaling import (
     HARD_FRAME_LIMIT,
     LOCKED,

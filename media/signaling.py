@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from media import hosting
+from media.errors import ProtocolError
 from media.messages import (
     CLIENT_TYPES,
     HOST_TYPES,
@@ -32,7 +33,8 @@ from media.messages import (
     ErrorCode,
     ServerMessage,
 )
-from media.rooms import Participant, ProtocolError, Room, Waiter
+from media.participants import Participant, Waiter
+from media.rooms import Room
 
 log = logging.getLogger(__name__)
 
