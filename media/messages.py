@@ -40,7 +40,19 @@ HOST_TYPES = frozenset(
 #: ``type`` values a client may send.
 CLIENT_TYPES = (
     frozenset(
-        {"join", "offer", "answer", "state", "notes", "leave", "ping", "hand", "react", "chat"}
+        {
+            "join",
+            "offer",
+            "answer",
+            "state",
+            "notes",
+            "leave",
+            "ping",
+            "hand",
+            "react",
+            "chat",
+            "share",
+        }
     )
     | HOST_TYPES
 )
@@ -76,6 +88,21 @@ CallRole = Literal["host", "cohost", "participant", "guest"]
 
 MediaKind = Literal["audio", "video"]
 
+#: What a participant publishes: their microphone (``audio``), camera (``video``), and while they
+#: present, their screen (``screen``, video) and the audio that comes with it (``screen-audio``).
+Track = Literal["audio", "video", "screen", "screen-audio"]
+
+#: The media kind of each track.
+TRACK_KINDS: dict[Track, MediaKind] = {
+    "audio": "audio",
+    "video": "video",
+    "screen": "video",
+    "screen-audio": "audio",
+}
+
+#: The tracks of a screen share.
+SCREEN_TRACKS: tuple[Track, ...] = ("screen", "screen-audio")
+
 
 class ParticipantInfo(TypedDict):
     """A participant as others see it."""
@@ -89,6 +116,8 @@ class ParticipantInfo(TypedDict):
     speak: bool
     #: When they raised their hand (a number that orders raised hands), or None.
     hand: int | None
+    #: Whether they are presenting their screen now.
+    screen: bool
 
 
 class StreamInfo(TypedDict):
@@ -97,6 +126,15 @@ class StreamInfo(TypedDict):
     mid: str
     participant: str
     kind: MediaKind
+    track: Track
+
+
+class PublishInfo(TypedDict):
+    """A section of a server offer that the client sends on (the server receives): answer it
+    ``sendonly`` and attach the track while presenting."""
+
+    mid: str
+    track: Track
 
 
 class HuddleInfo(TypedDict):
@@ -235,6 +273,8 @@ class OfferMessage(TypedDict):
     type: Literal["offer"]
     sdp: str
     streams: list[StreamInfo]
+    #: The sections the server receives on beyond the first offer's (a screen share's).
+    publish: list[PublishInfo]
 
 
 class StreamsMessage(TypedDict):

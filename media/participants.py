@@ -12,11 +12,14 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from media.forwarding import TrackForwarder
 from media.messages import (
+    SCREEN_TRACKS,
     CallRole,
     MediaKind,
     ParticipantInfo,
+    PublishInfo,
     ServerMessage,
     StreamInfo,
+    Track,
     WaiterInfo,
 )
 
@@ -37,7 +40,9 @@ class Slot:
 
     transceiver: RTCRtpTransceiver
     kind: MediaKind
+    #: Whose track it carries (a participant id), and which of theirs.
     source: str | None = None
+    track: Track | None = None
     forwarder: TrackForwarder | None = None
 
     def release(self) -> None:
@@ -45,6 +50,7 @@ class Slot:
         if self.forwarder is not None:
             self.forwarder.remove_subscriber(self.transceiver.sender)
         self.source = None
+        self.track = None
         self.forwarder = None
 
 
@@ -75,8 +81,13 @@ class Participant:
         self.hand: int | None = None
         self.connection = connection
         self.pc: RTCPeerConnection | None = None
-        #: Their own tracks, tapped for forwarding, by kind.
-        self.published: dict[MediaKind, TrackForwarder] = {}
+        #: Their own tracks, tapped for forwarding: the first offer's microphone and camera, and
+        #: a screen share's once they presented (kept, idle, between presentations).
+        self.taps: dict[Track, TrackForwarder] = {}
+        #: The sections the server added to receive their screen share, by track.
+        self.receiving: dict[Track, RTCRtpTransceiver] = {}
+        #: The screen-share tracks they present now (none, the screen, or it and its audio).
+        self.sharing: frozenset[Track] = frozenset()
         #: Transceivers the server added to carry others' tracks to them.
         self.slots: list[Slot] = []
         #: True once their publishing offer is answered: from then on the server makes the offers.
@@ -87,6 +98,23 @@ class Participant:
         self.extension_ids: dict[str, int] = {}
         self.left = False
         self.negotiation = asyncio.Lock()
+
+    @property
+    def published(self) -> dict[Track, TrackForwarder]:
+        """The tracks forwarded to others now: microphone, camera, and the screen while shared."""
+        return {
+            track: forwarder
+            for track, forwarder in self.taps.items()
+            if track in self.sharing or track not in SCREEN_TRACKS
+        }
+
+    def publish_sections(self) -> list[PublishInfo]:
+        """The ``publish`` list of a server offer: every negotiated screen-share section."""
+        return [
+            {"mid": transceiver.mid, "track": track}
+            for track, transceiver in self.receiving.items()
+            if transceiver.mid is not None
+        ]
 
     @property
     def is_host(self) -> bool:
@@ -103,14 +131,22 @@ class Participant:
             "role": self.role,
             "speak": self.may_speak,
             "hand": self.hand,
+            "screen": "screen" in self.sharing,
         }
 
     def streams(self) -> list[StreamInfo]:
         """The ``streams`` map: every negotiated slot that carries something now."""
         return [
-            {"mid": slot.transceiver.mid, "participant": slot.source, "kind": slot.kind}
+            {
+                "mid": slot.transceiver.mid,
+                "participant": slot.source,
+                "kind": slot.kind,
+                "track": slot.track,
+            }
             for slot in self.slots
-            if slot.source is not None and slot.transceiver.mid is not None
+            if slot.source is not None
+            and slot.track is not None
+            and slot.transceiver.mid is not None
         ]
 
 

@@ -46,11 +46,14 @@ from media.forwarding import (
 from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
 from media.limits import RateLimit
 from media.messages import (
+    SCREEN_TRACKS,
+    TRACK_KINDS,
     CallRole,
     ChatEntry,
     MediaKind,
     RoomInfo,
     ServerMessage,
+    Track,
 )
 from media.network import MediaNetwork, PortsExhausted
 from media.participants import Connection, Participant, Slot, Waiter
@@ -194,13 +197,14 @@ class Room:
         self.participants.pop(participant.id, None)
         for slot in participant.slots:
             slot.release()
-        for forwarder in participant.published.values():
+        for forwarder in participant.taps.values():
             for other in self.participants.values():
                 for slot in other.slots:
                     if slot.forwarder is forwarder:
                         slot.release()
             forwarder.close()
-        participant.published.clear()
+        participant.taps.clear()
+        participant.sharing = frozenset()
         self._broadcast({"type": "participant-left", "id": participant.id}, participant)
         log.info(
             "participant_left huddle=%s participant=%s why=%s count=%d",
@@ -449,12 +453,10 @@ class Room:
     def silence(self, participant: Participant) -> None:
         """Stop forwarding ``participant``'s audio to anyone, now (not at the next sync, which
         waits while someone's offer is outstanding); :meth:`sync` then keeps it so."""
-        audio = participant.published.get("audio")
-        if audio is None:
-            return
+        audio = [participant.taps.get(track) for track in ("audio", "screen-audio")]
         for other in self.participants.values():
             for slot in other.slots:
-                if slot.forwarder is audio:
+                if slot.forwarder is not None and slot.forwarder in audio:
                     slot.release()
 
     def pass_host(self) -> None:
@@ -507,7 +509,7 @@ class Room:
                 )
                 transceiver = by_mid.get(section.rtp.muxId) if section is not None else None
                 if transceiver is not None:
-                    participant.published[kind] = tap_publisher(
+                    participant.taps[kind] = tap_publisher(
                         transceiver.receiver, kind=kind, stats=self._stats
                     )
             try:
@@ -536,6 +538,45 @@ class Room:
             if other is not participant:
                 self._spawn(self.sync(other))
         await self.sync(participant)
+
+    async def share(self, participant: Participant, on: bool, *, audio: bool = False) -> None:
+        """Start or stop presenting ``participant``'s screen (with its audio, if ``audio``).
+
+        The first time, the server adds receiving sections for the screen to their connection
+        and offers them (listed in the offer's ``publish``); later shares reuse those sections,
+        so starting again needs no renegotiation. Everyone is told (``participant-updated``) and
+        gets the screen as a track of its own.
+        """
+        if participant.pc is None or not participant.ready:
+            raise ProtocolError(
+                "bad_state", "Your call is still being set up: present once you are in."
+            )
+        tracks: frozenset[Track] = frozenset()
+        if on:
+            tracks = frozenset(SCREEN_TRACKS if audio else ("screen",))
+            async with participant.negotiation:
+                pc = participant.pc
+                for track in tracks - participant.receiving.keys():
+                    kind = TRACK_KINDS[track]
+                    transceiver = pc.addTransceiver(kind, direction="recvonly")
+                    participant.receiving[track] = transceiver
+                    participant.taps[track] = tap_publisher(
+                        transceiver.receiver, kind=kind, stats=self._stats
+                    )
+        if participant.left or tracks == participant.sharing:
+            return
+        participant.sharing = tracks
+        log.info(
+            "screen_share huddle=%s participant=%s tracks=%s",
+            self.id,
+            participant.id,
+            ",".join(sorted(tracks)) or "none",
+        )
+        self.updated(participant)
+        await self.sync(participant)  # offers the new sections, if any
+        for other in list(self.participants.values()):
+            if other is not participant:
+                self._spawn(self.sync(other))
 
     async def accept_answer(self, participant: Participant, sdp: str) -> None:
         """Apply the client's answer to the outstanding server offer, then catch up on changes."""
@@ -567,28 +608,32 @@ class Room:
             # Someone a host keeps muted is heard by nobody: their audio is not forwarded at all
             # (a change of slots, not a check per packet).
             wanted = [
-                (other.id, kind, forwarder)
+                (other.id, track, forwarder)
                 for other in self.participants.values()
                 if other is not participant
-                for kind, forwarder in other.published.items()
-                if kind != "audio" or other.may_speak
+                for track, forwarder in other.published.items()
+                if TRACK_KINDS[track] != "audio" or other.may_speak
             ]
             wanted_ids = {id(forwarder) for _, _, forwarder in wanted}
             for slot in participant.slots:
                 if slot.forwarder is not None and id(slot.forwarder) not in wanted_ids:
                     slot.release()
             carried = {id(slot.forwarder) for slot in participant.slots if slot.forwarder}
-            for source, kind, forwarder in wanted:
+            for source, track, forwarder in wanted:
                 if id(forwarder) in carried:
                     continue
+                kind = TRACK_KINDS[track]
                 free = (s for s in participant.slots if s.forwarder is None and s.kind == kind)
                 slot = next(free, None) or Slot(add_forwarding_transceiver(pc, kind), kind)
                 if slot not in participant.slots:
                     participant.slots.append(slot)
                 forwarder.add_subscriber(slot.transceiver.sender)
                 slot.source = source
+                slot.track = track
                 slot.forwarder = forwarder
-            if any(slot.transceiver.mid is None for slot in participant.slots):
+            sections = [slot.transceiver for slot in participant.slots]
+            sections += participant.receiving.values()
+            if any(transceiver.mid is None for transceiver in sections):
                 offer = await pc.createOffer()
                 keep_extension_ids(pc, participant.extension_ids)
                 sdp = use_extension_ids(offer.sdp, participant.extension_ids)
@@ -600,7 +645,12 @@ class Room:
                 streams = participant.streams()
                 participant.sent_streams = streams
                 participant.connection.send(
-                    {"type": "offer", "sdp": pc.localDescription.sdp, "streams": streams}
+                    {
+                        "type": "offer",
+                        "sdp": pc.localDescription.sdp,
+                        "streams": streams,
+                        "publish": participant.publish_sections(),
+                    }
                 )
                 log.info(
                     "offer_sent huddle=%s participant=%s slots=%d streams=%d",

@@ -339,6 +339,12 @@ class SignalingSession:
             room.post_chat(participant, text)
         elif kind == "hand":
             room.raise_hand(participant, _field_bool(data, "raised"))
+        elif kind == "share":
+            on = _field_bool(data, "on")
+            audio = data.get("audio", False)
+            if not isinstance(audio, bool):
+                raise ProtocolError("bad_field", "`audio` must be true or false.")
+            await room.share(participant, on, audio=audio)
         elif kind == "react":
             emoji = data.get("emoji")
             if not isinstance(emoji, str) or emoji not in REACTIONS:

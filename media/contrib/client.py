@@ -85,6 +85,9 @@ class ReceivedMedia:
     audio_frames_decoded: int = 0
     #: ``time.monotonic()`` of the first decoded (or, without decoding, completed) video frame.
     first_video_at: float | None = None
+    #: Screen-share video packets and frames on the wire (not counted as ``video_*`` above).
+    screen_packets: int = 0
+    screen_frames: int = 0
 
 
 # -- synthetic media ------------------------------------------------------------------------------
@@ -251,6 +254,9 @@ class HuddleClient:
         self._changed = asyncio.Event()
         self._instrumented: set[int] = set()
         self._closed = False
+        #: The synthetic screen presented now (:meth:`share`), and the sections it goes out on.
+        self._screen: MediaStreamTrack | None = None
+        self._publish: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -294,6 +300,34 @@ class HuddleClient:
         answer = await self.expect("answer", after=mark, within=within)
         if answer["type"] != "answer":
             raise JoinError(f"offer refused: {answer.get('message')}")
+
+    async def share(
+        self,
+        on: bool = True,
+        *,
+        width: int = 1280,
+        height: int = 720,
+        fps: float = 5.0,
+        within: float = 10.0,
+    ) -> None:
+        """Present a synthetic screen (or stop), and return once the server says so."""
+        self._screen = SyntheticVideoTrack(width, height, fps) if on else None
+        self._attach_screen()
+        mark = len(self.messages)
+        await self.send({"type": "share", "on": on})
+        mine = self.you["id"] if self.you else None
+        await self.expect(
+            "participant-updated",
+            after=mark,
+            within=within,
+            where=lambda m: m["participant"]["id"] == mine and m["participant"]["screen"] == on,
+        )
+
+    def _attach_screen(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if self._publish.get(transceiver.mid or "") == "screen":
+                transceiver.direction = "sendonly"
+                transceiver.sender.replaceTrack(self._screen)
 
     async def leave(self) -> None:
         """Say ``leave`` and close everything."""
@@ -431,6 +465,8 @@ class HuddleClient:
         elif kind == "offer":
             self._set_streams(message["streams"])
             await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
+            self._publish = {p["mid"]: p["track"] for p in message.get("publish", [])}
+            self._attach_screen()
             self._instrument()
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
@@ -472,7 +508,11 @@ class HuddleClient:
 
         async def counting(packet: RtpPacket, arrival_time_ms: int) -> None:
             counters = self._owner(transceiver.mid)
-            if counters is not None:
+            stream = self.streams.get(transceiver.mid or "")
+            if counters is not None and stream is not None and stream["track"] == "screen":
+                counters.screen_packets += 1
+                counters.screen_frames += packet.marker
+            elif counters is not None:
                 size = len(packet.payload)
                 if video:
                     counters.video_packets += 1
@@ -494,7 +534,8 @@ class HuddleClient:
             while True:
                 await track.recv()
                 counters = self._owner(transceiver.mid)
-                if counters is None:
+                stream = self.streams.get(transceiver.mid or "")
+                if counters is None or stream is None or stream["track"] == "screen":
                     continue
                 if transceiver.kind == "video":
                     counters.frames_decoded += 1

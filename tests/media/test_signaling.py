@@ -308,6 +308,9 @@ BAD_AFTER_JOIN: list[tuple[str, Any, str, str]] = [
     ),
     ("state with a string", {"type": "state", "audio": "yes", "video": True}, "bad_field", "audio"),
     ("state without video", {"type": "state", "audio": False}, "bad_field", "video"),
+    ("share before the offer", {"type": "share", "on": True}, "bad_state", "present once"),
+    ("share without on", {"type": "share"}, "bad_field", "`on`"),
+    ("share with a string", {"type": "share", "on": True, "audio": "yes"}, "bad_field", "audio"),
 ]
 
 
