@@ -640,15 +640,23 @@ class TrackForwarder:
             if encoding.rtx:
                 self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
         if parameters.encodings:
-            self._media_ssrc = parameters.encodings[0].ssrc
+            ssrc = parameters.encodings[0].ssrc
+            if ssrc != self._media_ssrc:
+                # Numbering seen so far (if any) belongs to another stream: start over.
+                self._source_changed(ssrc)
         transport = receiver.transport
         if started:
             transport._unregister_rtp_receiver(receiver)
-            transport._register_rtp_receiver(receiver, parameters)
-            return
         transport._register_rtp_receiver(receiver, parameters)
-        receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
-        receiver._RTCRtpReceiver__started = True
+        # aiortc routes retransmissions by payload type alone, which is ambiguous once two
+        # receivers of a kind share a connection (a camera and a shared screen): by SSRC, then.
+        router = transport._rtp_router
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                router.ssrc_table[encoding.rtx.ssrc] = receiver
+        if not started:
+            receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
+            receiver._RTCRtpReceiver__started = True
 
     def _adopt_running_receiver(self) -> None:
         """Tapped after aiortc's own receive() ran: take its codecs and stop its decoder."""
@@ -1121,6 +1129,22 @@ def tap_publisher(
     if getattr(receiver, _TAP_ATTR, None) is not None:
         raise ValueError("receiver is already tapped")
     return TrackForwarder(receiver, kind, stats)
+
+
+def share_payload_types(forwarder: TrackForwarder, sibling: TrackForwarder) -> None:
+    """Route no packet of unknown SSRC with ``sibling``'s payload types until ``forwarder``'s
+    receiver is negotiated (call it when adding a second receiver of a kind to a connection).
+
+    A new section's first packets may come before the answer that names their SSRC is applied.
+    aiortc routes a packet of unknown SSRC by payload type when exactly one receiver has it, and
+    then keeps that SSRC on that receiver: a shared screen's first packets would become the
+    camera's. With both receivers registered for those payload types the packets are dropped
+    instead (the keyframe is asked for again), until the answer routes them by SSRC.
+    """
+    transport: Any = sibling.receiver.transport
+    transport._rtp_router.register_receiver(
+        forwarder.receiver, ssrcs=[], payload_types=list(sibling._codecs)
+    )
 
 
 def add_forwarding_transceiver(pc: RTCPeerConnection, kind: MediaKind) -> RTCRtpTransceiver:

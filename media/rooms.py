@@ -41,6 +41,7 @@ from media.events import (
 from media.forwarding import (
     ForwardingStats,
     add_forwarding_transceiver,
+    share_payload_types,
     tap_publisher,
 )
 from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
@@ -560,9 +561,11 @@ class Room:
                     kind = TRACK_KINDS[track]
                     transceiver = pc.addTransceiver(kind, direction="recvonly")
                     participant.receiving[track] = transceiver
-                    participant.taps[track] = tap_publisher(
-                        transceiver.receiver, kind=kind, stats=self._stats
-                    )
+                    forwarder = tap_publisher(transceiver.receiver, kind=kind, stats=self._stats)
+                    participant.taps[track] = forwarder
+                    sibling = participant.taps.get(kind)  # the microphone or camera
+                    if sibling is not None:
+                        share_payload_types(forwarder, sibling)
         if participant.left or tracks == participant.sharing:
             return
         participant.sharing = tracks

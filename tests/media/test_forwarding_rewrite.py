@@ -29,6 +29,7 @@ from media.forwarding import (
     ForwardingStats,
     TrackForwarder,
     add_forwarding_transceiver,
+    share_payload_types,
     tap_publisher,
 )
 from tests.media.peers import NO_ICE_SERVERS, CapturingTransport
@@ -88,6 +89,8 @@ class Rig:
     transceiver: RTCRtpTransceiver
     out: CapturingTransport
     pc: RTCPeerConnection
+    #: What the publisher's description says (a renegotiation passes it again).
+    receiver_parameters: RTCRtpReceiveParameters
 
     async def publish(self, packet: RtpPacket) -> None:
         """Deliver a packet from the publisher as aiortc's transport would."""
@@ -137,7 +140,7 @@ async def make_rig(kind: str, tap_after_start: bool = False) -> Rig:
     transceiver = add_forwarding_transceiver(pc, kind)  # type: ignore[arg-type]
     out = CapturingTransport()
     transceiver.sender.setTransport(out.dtls)
-    return Rig(kind, stats, source, receiver, forwarder, transceiver, out, pc)
+    return Rig(kind, stats, source, receiver, forwarder, transceiver, out, pc, parameters)
 
 
 @pytest.fixture
@@ -282,3 +285,34 @@ async def test_tapping_a_started_receiver_stops_its_decoder_and_forwards() -> No
     finally:
         await rig.receiver.stop()
         await rig.pc.close()
+
+
+# -- a second receiver of a kind on one connection (a shared screen beside the camera) -----------
+
+
+async def test_a_renegotiation_naming_the_publishers_ssrc_restarts_its_numbering(
+    video: Rig,
+) -> None:
+    video.forwarder.add_subscriber(video.transceiver.sender)
+    await video.connect_sender()
+    # Another stream's packets (a shared screen's, before its answer was applied) came first.
+    await video.publish(vp8(100, KEYFRAME, ssrc=0x9999))
+    # The answer names the publisher's SSRC again: its numbering, far from the other's, counts.
+    await video.receiver.receive(video.receiver_parameters)
+    await video.publish(vp8(40000, KEYFRAME))
+    await video.publish(vp8(40001, DELTA))
+    assert [p.payload for p in video.sent()] == [KEYFRAME, KEYFRAME, DELTA]
+
+
+async def test_a_second_receivers_first_packets_are_not_taken_for_the_firsts(video: Rig) -> None:
+    router = video.source.dtls._rtp_router
+    screen: Any = RTCRtpReceiver("video", video.source.dtls)
+    screen_forwarder = tap_publisher(screen, kind="video", stats=video.stats)
+    unknown = vp8(5, KEYFRAME, ssrc=0x7777)
+    assert router.route_rtp(unknown) is video.receiver  # aiortc alone: by payload type
+    router.ssrc_table.pop(0x7777)
+    share_payload_types(screen_forwarder, video.forwarder)
+    assert router.route_rtp(unknown) is None  # ambiguous until the answer names the SSRC
+    # The publisher's retransmissions stay theirs, by SSRC, although the payload type is shared.
+    rtx = wrap_rtx(vp8(6, DELTA), payload_type=97, sequence_number=1, ssrc=PUBLISHER_RTX_SSRC)
+    assert router.route_rtp(rtx) is video.receiver
