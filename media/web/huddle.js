@@ -50,6 +50,9 @@
     lockToggle: $("lock-toggle"),
     unmuteToggle: $("unmute-toggle"),
     hand: $("hand-button"),
+    share: $("share-button"),
+    presenting: $("presenting"),
+    stopShare: $("stop-share-button"),
     view: $("view-button"),
     details: $("details-button"),
     chatPanel: $("chat-panel"),
@@ -83,8 +86,12 @@
     local: null, // MediaStream from getUserMedia, or null
     you: null, // participant object
     participants: new Map(), // id -> participant object, others, in joining order
-    streams: new Map(), // mid -> {participant, kind}
+    streams: new Map(), // mid -> {participant, kind, track}
     tiles: new Map(), // id -> {root, video, label, trackIds}
+    screenTiles: new Map(), // presenter id -> tile of their shared screen
+    screen: null, // our own shared screen (MediaStream from getDisplayMedia), or null
+    publish: new Map(), // mid -> "screen" | "screen-audio": the sections we present on
+    shownScreen: null, // whose screen is shown large (the latest, unless one was chosen)
     audio: true,
     video: true,
     room: { locked: false, unmuteAllowed: true, lobby: false },
@@ -121,6 +128,7 @@
     },
     get room() { return { ...state.room }; },
     get speaker() { return state.speaker; },
+    get sharing() { return !!state.screen; },
     get waiting() { return state.waitingList.map((w) => ({ ...w })); },
   });
 
@@ -469,6 +477,15 @@
       case "offer": {
         setStreams(message.streams);
         await state.pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+        // Sections the server receives on (a screen share): always answered sendonly, so that
+        // presenting again later only attaches the tracks, without renegotiating.
+        state.publish = new Map((message.publish || []).map((p) => [p.mid, p.track]));
+        for (const transceiver of state.pc.getTransceivers()) {
+          if (!state.publish.has(transceiver.mid)) continue;
+          transceiver.direction = "sendonly";
+          if (transceiver.receiver.track.kind === "video") preferVp8(transceiver);
+        }
+        await attachShare();
         await state.pc.setLocalDescription(await state.pc.createAnswer());
         await gathered(state.pc);
         send({ type: "answer", sdp: state.pc.localDescription.sdp });
@@ -583,7 +600,9 @@
   }
 
   function setStreams(streams) {
-    state.streams = new Map(streams.map((s) => [s.mid, { participant: s.participant, kind: s.kind }]));
+    state.streams = new Map(
+      streams.map((s) => [s.mid, { participant: s.participant, kind: s.kind, track: s.track || s.kind }]),
+    );
   }
 
   // -- the call ----------------------------------------------------------------------------------
@@ -597,14 +616,88 @@
     render();
   }
 
-  function remoteTracks(participantId) {
+  const CAMERA_TRACKS = ["audio", "video"];
+  const SCREEN_TRACKS = ["screen", "screen-audio"];
+
+  function remoteTracks(participantId, which = CAMERA_TRACKS) {
     if (!state.pc) return [];
     const tracks = [];
     for (const transceiver of state.pc.getTransceivers()) {
       const stream = transceiver.mid && state.streams.get(transceiver.mid);
-      if (stream && stream.participant === participantId) tracks.push(transceiver.receiver.track);
+      if (stream && stream.participant === participantId && which.includes(stream.track)) {
+        tracks.push(transceiver.receiver.track);
+      }
     }
     return tracks;
+  }
+
+  function showTracks(tile, tracks) {
+    const trackIds = tracks.map((t) => t.id).sort().join(",");
+    // A new MediaStream only when the set of tracks changed: replacing srcObject restarts playback.
+    if (trackIds === tile.trackIds) return;
+    tile.trackIds = trackIds;
+    tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+    if (tracks.length) tile.video.play().catch(() => {});
+  }
+
+  function renderScreens(everyone) {
+    // One tile per shared screen (never our own: it would mirror itself), in joining order.
+    const presenters = everyone.filter((p) => p.id !== state.you.id && remoteTracks(p.id, ["screen"]).length);
+    for (const [id, tile] of state.screenTiles) {
+      if (!presenters.some((p) => p.id === id)) {
+        tile.root.remove();
+        state.screenTiles.delete(id);
+      }
+    }
+    if (!presenters.some((p) => p.id === state.shownScreen)) {
+      state.shownScreen = presenters.length ? presenters[presenters.length - 1].id : null;
+    }
+    for (const p of presenters) {
+      const tile = state.screenTiles.get(p.id) || createScreenTile(p);
+      showTracks(tile, remoteTracks(p.id, SCREEN_TRACKS));
+      tile.label.textContent = `${p.name}'s screen`;
+      tile.root.classList.toggle("shown", p.id === state.shownScreen);
+      ui.grid.appendChild(tile.root);
+    }
+    ui.grid.classList.toggle("presenting", presenters.length > 0);
+    return presenters.length > 0;
+  }
+
+  function createScreenTile(p) {
+    const root = document.createElement("div");
+    root.className = "tile screen";
+    root.dataset.testid = "screen-tile";
+    root.dataset.participantId = p.id;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    applySink(video);
+    const caption = document.createElement("div");
+    caption.className = "caption";
+    const label = document.createElement("span");
+    label.className = "name";
+    caption.append(label);
+    root.append(video, caption);
+    root.tabIndex = 0;
+    root.setAttribute("role", "button");
+    root.setAttribute("aria-label", `${p.name}'s screen: show it large; double-click for full screen`);
+    const choose = () => {
+      state.shownScreen = p.id;
+      render();
+    };
+    root.addEventListener("click", choose);
+    root.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        choose();
+      }
+    });
+    root.addEventListener("dblclick", () => {
+      if (root.requestFullscreen) root.requestFullscreen().catch(() => {});
+    });
+    const tile = { root, video, label, trackIds: null };
+    state.screenTiles.set(p.id, tile);
+    return tile;
   }
 
   function render() {
@@ -617,24 +710,20 @@
         state.tiles.delete(id);
       }
     }
+    // While someone presents, their screen is large and people are in a strip (no speaker tile).
+    const presenting = renderScreens(everyone);
     for (const p of everyone) {
       const self = p.id === state.you.id;
       const tile = state.tiles.get(p.id) || createTile(p, self);
       const tracks = self ? (state.local ? state.local.getVideoTracks() : []) : remoteTracks(p.id);
-      const trackIds = tracks.map((t) => t.id).sort().join(",");
-      // A new MediaStream only when the set of tracks changed: replacing srcObject restarts playback.
-      if (trackIds !== tile.trackIds) {
-        tile.trackIds = trackIds;
-        tile.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
-        if (tracks.length) tile.video.play().catch(() => {});
-      }
+      showTracks(tile, tracks);
       tile.label.textContent = self ? `${p.name} (you)` : p.name;
       tile.root.classList.toggle("no-video", !p.video || !tracks.some((t) => t.kind === "video"));
       tile.root.classList.toggle("muted", !p.audio);
       tile.root.classList.toggle("hand", p.hand != null);
       tile.root.classList.toggle("speaking", state.speaking.has(p.id));
       const main = state.pinned ? p.id === state.pinned : p.id === state.speaker;
-      tile.root.classList.toggle("main", state.speakerView && main);
+      tile.root.classList.toggle("main", state.speakerView && !presenting && main);
       tile.root.classList.toggle("pinned", p.id === state.pinned);
       tile.label.textContent += p.hand != null ? " ✋" : "";
       ui.grid.appendChild(tile.root); // keeps joining order
@@ -816,7 +905,72 @@
     if (key === "h") ui.hand.click();
     else if (key === "m") ui.mute.click();
     else if (key === "v") ui.camera.click();
+    else if (key === "s") ui.share.click();
   });
+
+  // -- presenting a screen: a track of its own beside the camera (PROTOCOL.md, `share`) ---------
+
+  async function startShare() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+      showToast("This browser cannot share its screen.");
+      return;
+    }
+    let stream;
+    try {
+      // Text stays sharp at a low frame rate; a browser offers tab audio where it can.
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: true });
+    } catch (err) {
+      if (err.name !== "NotAllowedError") showToast(`Sharing could not start (${err.name || err}).`);
+      return; // NotAllowedError: the person cancelled the picker
+    }
+    if (state.finished) {
+      for (const t of stream.getTracks()) t.stop();
+      return;
+    }
+    state.screen = stream;
+    for (const track of stream.getVideoTracks()) {
+      track.contentHint = "detail";
+      // The browser's own "Stop sharing" ends the track.
+      track.addEventListener("ended", stopShare);
+    }
+    await attachShare();
+    send({ type: "share", on: true, audio: stream.getAudioTracks().length > 0 });
+    updateButtons();
+  }
+
+  function stopShare() {
+    if (!state.screen) return;
+    for (const t of state.screen.getTracks()) t.stop();
+    state.screen = null;
+    attachShare().catch((err) => console.warn("stop sharing", err));
+    send({ type: "share", on: false });
+    updateButtons();
+  }
+
+  async function attachShare() {
+    // The screen goes out on the sections the server offered for it; nothing while not sharing.
+    if (!state.pc) return;
+    for (const transceiver of state.pc.getTransceivers()) {
+      const track = state.publish.get(transceiver.mid);
+      if (!track) continue;
+      const kind = track === "screen" ? "video" : "audio";
+      const source = (state.screen && state.screen.getTracks().find((t) => t.kind === kind)) || null;
+      if (transceiver.sender.track === source) continue;
+      await transceiver.sender.replaceTrack(source);
+      if (kind === "video" && source) {
+        // A shared screen keeps its resolution (text stays readable) and gives up frame rate.
+        const parameters = transceiver.sender.getParameters();
+        parameters.degradationPreference = "maintain-resolution";
+        await transceiver.sender.setParameters(parameters).catch((err) => console.warn("screen parameters", err));
+      }
+    }
+  }
+
+  ui.share.addEventListener("click", () => {
+    if (state.screen) stopShare();
+    else startShare().catch((err) => console.warn("share", err));
+  });
+  ui.stopShare.addEventListener("click", stopShare);
 
   // -- in-call chat: text only (never HTML), links made clickable ------------------------------
 
@@ -896,7 +1050,10 @@
 
   async function measureQuality() {
     if (!state.pc || !state.you || state.finished) return;
-    const byMid = new Map([...state.streams.entries()].map(([mid, s]) => [mid, s.participant]));
+    // A tile's figures are its camera's and microphone's (a shared screen has its own tile).
+    const byMid = new Map(
+      [...state.streams.entries()].filter(([, s]) => CAMERA_TRACKS.includes(s.track)).map(([mid, s]) => [mid, s.participant]),
+    );
     const reports = await state.pc.getStats();
     const seconds = QUALITY_INTERVAL_MS / 1000;
     const per = new Map(); // participant id -> figures
@@ -1097,6 +1254,11 @@
     ui.camera.textContent = state.video ? "Camera off" : "Camera on";
     ui.camera.setAttribute("aria-pressed", String(!state.video));
     ui.details.setAttribute("aria-pressed", String(state.details));
+    const sharing = !!state.screen;
+    ui.share.textContent = sharing ? "Stop sharing" : "Share screen";
+    ui.share.setAttribute("aria-pressed", String(sharing));
+    ui.share.hidden = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+    ui.presenting.hidden = !sharing;
     ui.view.textContent = state.speakerView ? "Grid view" : "Speaker view";
     ui.view.setAttribute("aria-pressed", String(state.speakerView));
     ui.grid.classList.toggle("speaker-view", state.speakerView);
@@ -1135,7 +1297,8 @@
     if (state.ws) state.ws.close();
     if (state.pc) state.pc.close();
     if (state.local) for (const t of state.local.getTracks()) t.stop();
-    for (const tile of state.tiles.values()) tile.video.srcObject = null;
+    if (state.screen) for (const t of state.screen.getTracks()) t.stop();
+    for (const tile of [...state.tiles.values(), ...state.screenTiles.values()]) tile.video.srcObject = null;
     ui.prejoin.hidden = true;
     ui.call.hidden = true;
     ui.notice.hidden = false;
