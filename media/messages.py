@@ -52,6 +52,7 @@ CLIENT_TYPES = (
             "react",
             "chat",
             "share",
+            "resume",
         }
     )
     | HOST_TYPES
@@ -80,6 +81,7 @@ ErrorCode = Literal[
     "no_such_participant",
     "denied",
     "bad_passcode",
+    "cannot_resume",
 ]
 
 #: A participant's role in the call: ``host`` (from the host link, or passed on), ``cohost`` (made
@@ -221,6 +223,10 @@ class WelcomeMessage(TypedDict):
     room: RoomInfo
     #: The chat so far (the latest messages), oldest first.
     chat: list[ChatEntry]
+    #: What a new socket sends (``resume``) to take this place back after a drop.
+    resume: str
+    #: True when this is the answer to ``resume``: same participant, a fresh media connection.
+    resumed: bool
 
 
 class RoomMessage(TypedDict):

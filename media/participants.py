@@ -4,6 +4,7 @@ them, and the people in the waiting room."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,6 +33,19 @@ class Connection(Protocol):
 
     def close(self) -> None:
         """Close the channel once the queued messages are sent."""
+
+
+class Detached:
+    """The channel of someone whose socket dropped: what they miss, ``welcome`` brings back."""
+
+    def send(self, message: ServerMessage) -> None:
+        """Dropped."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+DETACHED = Detached()
 
 
 @dataclass(eq=False)
@@ -98,6 +112,12 @@ class Participant:
         self.extension_ids: dict[str, int] = {}
         self.left = False
         self.negotiation = asyncio.Lock()
+        #: Proves it is them when a new socket resumes their place (sent only to them).
+        self.resume_token = secrets.token_urlsafe(18)
+        #: Their media connection has been up once (losing it then is an outage, not a refusal).
+        self.connected_once = False
+        #: While their connection is down: the timer that gives their place up.
+        self.suspended: asyncio.TimerHandle | None = None
 
     @property
     def published(self) -> dict[Track, TrackForwarder]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hmac
 import itertools
 import logging
 from collections.abc import Callable, Coroutine, Iterator
@@ -57,7 +58,7 @@ from media.messages import (
     Track,
 )
 from media.network import MediaNetwork, PortsExhausted
-from media.participants import Connection, Participant, Slot, Waiter
+from media.participants import DETACHED, Connection, Participant, Slot, Waiter
 from media.sdp import extension_ids, keep_extension_ids, parse_sdp, use_extension_ids
 from media.speakers import WINDOW_SECONDS, ActiveSpeaker
 
@@ -70,6 +71,9 @@ CHAT_KEPT = 200
 #: One participant's allowance: chat messages and reactions at once, then one a second each.
 CHAT_BURST = 10
 REACTION_BURST = 5
+
+#: How long someone whose socket or media path dropped keeps their place, waiting for ``resume``.
+RESUME_GRACE_SECONDS = 60.0
 
 #: SDP directions (the client's view) in which the client publishes.
 SENDING = ("sendonly", "sendrecv")
@@ -111,6 +115,7 @@ class Room:
         lobby: bool = False,
         max_participants: int = 100,
         chat_to_notes: bool = True,
+        resume_grace: float = RESUME_GRACE_SECONDS,
     ) -> None:
         self.id = huddle_id
         self.title = title
@@ -149,6 +154,7 @@ class Room:
         self._ids = ids
         self._tasks: set[asyncio.Task[None]] = set()
         self._ending = False
+        self._resume_grace = resume_grace
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -162,17 +168,7 @@ class Room:
             participant.may_speak = False
             participant.audio = False
         self.participants[participant.id] = participant
-        connection.send(
-            {
-                "type": "welcome",
-                "you": participant.info(),
-                "participants": [other.info() for other in others],
-                "huddle": {"id": self.id, "title": self.title},
-                "notes": self.notes,
-                "room": self.room_info(),
-                "chat": list(self.chat),
-            }
-        )
+        self._welcome(participant, others, resumed=False)
         self._broadcast(
             {"type": "participant-joined", "participant": participant.info()}, participant
         )
@@ -190,14 +186,90 @@ class Room:
             self._speaker_watch = asyncio.ensure_future(self._watch_speakers())
         return participant
 
-    async def remove(self, participant: Participant, why: str) -> None:
-        """Take ``participant`` out (idempotent): stop forwarding, tell the others, free slots."""
-        if participant.left:
+    def _welcome(
+        self, participant: Participant, others: list[Participant], *, resumed: bool
+    ) -> None:
+        participant.connection.send(
+            {
+                "type": "welcome",
+                "you": participant.info(),
+                "participants": [other.info() for other in others],
+                "huddle": {"id": self.id, "title": self.title},
+                "notes": self.notes,
+                "room": self.room_info(),
+                "chat": list(self.chat),
+                "resume": participant.resume_token,
+                "resumed": resumed,
+            }
+        )
+
+    # -- dropped and resumed -------------------------------------------------------------------
+
+    def suspend(self, participant: Participant, why: str) -> None:
+        """``participant``'s socket or media path dropped: keep their place for the grace period.
+
+        Nobody is told they left (the card and attendance see one stay); a ``resume`` on a new
+        socket takes the place back, otherwise they leave when the grace period ends.
+        """
+        if participant.left or participant.suspended is not None:
             return
-        participant.left = True
-        self.participants.pop(participant.id, None)
+        participant.connection = DETACHED
+        participant.suspended = asyncio.get_running_loop().call_later(
+            self._resume_grace,
+            lambda: self._spawn(self.remove(participant, f"did not come back ({why})")),
+        )
+        log.info(
+            "participant_suspended huddle=%s participant=%s why=%s grace=%gs",
+            self.id,
+            participant.id,
+            why,
+            self._resume_grace,
+        )
+
+    def forget_if_empty(self) -> None:
+        """Let the server forget this room if nobody is in it or waiting."""
+        if not self.participants and not self.waiting:
+            self._on_empty(self)
+
+    def resumable(self, token: str) -> Participant | None:
+        """The participant whose resume token is ``token``, if they are still here."""
+        for participant in self.participants.values():
+            if hmac.compare_digest(participant.resume_token, token):
+                return participant
+        return None
+
+    async def resume(self, participant: Participant, connection: Connection) -> None:
+        """Give ``participant`` back their place on ``connection``, with a fresh media connection.
+
+        Their old socket (if the server still holds it) is closed; their old peer connection
+        goes, and what they published is forwarded again once their new offer is answered. The
+        others see no leave and no join: only their tracks come back.
+        """
+        if participant.suspended is not None:
+            participant.suspended.cancel()
+            participant.suspended = None
+        old = participant.connection
+        participant.connection = connection
+        old.close()
+        was_sharing = bool(participant.sharing)
+        async with participant.negotiation:
+            pc = participant.pc
+            self._drop_media(participant)
+        if pc is not None:
+            self._spawn(pc.close())
+        others = [other for other in self.participants.values() if other is not participant]
+        self._welcome(participant, others, resumed=True)
+        if was_sharing:
+            self.updated(participant)
+        for other in others:
+            self._spawn(self.sync(other))
+        log.info("participant_resumed huddle=%s participant=%s", self.id, participant.id)
+
+    def _drop_media(self, participant: Participant) -> None:
+        """Forget ``participant``'s peer connection: their slots, their taps, others' copies."""
         for slot in participant.slots:
             slot.release()
+        participant.slots.clear()
         for forwarder in participant.taps.values():
             for other in self.participants.values():
                 for slot in other.slots:
@@ -205,7 +277,25 @@ class Room:
                         slot.release()
             forwarder.close()
         participant.taps.clear()
+        participant.receiving.clear()
         participant.sharing = frozenset()
+        participant.pc = None
+        participant.ready = False
+        participant.offer_outstanding = False
+        participant.sent_streams = []
+        participant.extension_ids = {}
+
+    async def remove(self, participant: Participant, why: str) -> None:
+        """Take ``participant`` out (idempotent): stop forwarding, tell the others, free slots."""
+        if participant.left:
+            return
+        participant.left = True
+        if participant.suspended is not None:
+            participant.suspended.cancel()
+            participant.suspended = None
+        self.participants.pop(participant.id, None)
+        pc = participant.pc
+        self._drop_media(participant)
         self._broadcast({"type": "participant-left", "id": participant.id}, participant)
         log.info(
             "participant_left huddle=%s participant=%s why=%s count=%d",
@@ -224,8 +314,8 @@ class Room:
                 self._spawn(self.sync(other))
         if not self.participants and not self.waiting:
             self._on_empty(self)
-        if participant.pc is not None:
-            await participant.pc.close()
+        if pc is not None:
+            await pc.close()
 
     async def end(self, reason: str) -> None:
         """Tell everyone the huddle ended, close their sockets and connections."""
@@ -687,8 +777,19 @@ class Room:
             log.info(
                 "peer_connection huddle=%s participant=%s state=%s", self.id, participant.id, state
             )
-            # `participant.pc is pc`: a connection dropped after a refused offer is no reason to go.
+            if state == "connected":
+                participant.connected_once = True
+            # `participant.pc is pc`: a connection dropped after a refused offer (or replaced by
+            # a resume) is no reason to go.
             if state in ("failed", "closed") and participant.pc is pc and not participant.left:
+                if participant.connected_once:
+                    # The path worked and was lost (Wi-Fi changed, a long outage): the client
+                    # comes back with `resume` on a new socket and a new connection. A closed
+                    # one is the client's doing (resuming, or leaving): its socket says which.
+                    if state == "failed":
+                        participant.connection.close()
+                        self.suspend(participant, "media path lost")
+                    return
                 if state == "failed":
                     # ICE found no path (or lost it): say so, rather than just hanging up.
                     participant.connection.send(

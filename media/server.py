@@ -38,7 +38,7 @@ from media.events import (
 from media.forwarding import ForwardingStats
 from media.limits import RateLimit, retry_text
 from media.network import MediaNetwork
-from media.rooms import Room
+from media.rooms import RESUME_GRACE_SECONDS, Room
 from media.signaling import (
     HARD_FRAME_LIMIT,
     LOCKED,
@@ -370,6 +370,7 @@ class MediaServer(MediaFront):
         clock: Callable[[], datetime] | None = None,
         turn: IceServers | None = None,
         network: MediaNetwork | None = None,
+        resume_grace: float = RESUME_GRACE_SECONDS,
     ) -> None:
         super().__init__(
             secret=secret,
@@ -381,6 +382,8 @@ class MediaServer(MediaFront):
             network=network,
         )
         self._max_participants = max_participants
+        #: Seconds a participant whose connection dropped keeps their place (``resume``).
+        self._resume_grace = resume_grace
         self._rooms: dict[str, Room] = {}
         self._sessions: set[SignalingSession] = set()
         self._forwarding = ForwardingStats()
@@ -511,6 +514,7 @@ class MediaServer(MediaFront):
                 lobby=self._lobby.get(access.huddle_id, access.lobby),
                 max_participants=self._max_participants,
                 chat_to_notes=access.chat_to_notes,
+                resume_grace=self._resume_grace,
             )
             room.removed_seats |= access.removed_seats | self._removed.get(access.huddle_id, set())
             self._rooms[access.huddle_id] = room

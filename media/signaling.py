@@ -33,7 +33,7 @@ from media.messages import (
     ErrorCode,
     ServerMessage,
 )
-from media.participants import Participant, Waiter
+from media.participants import DETACHED, Participant, Waiter
 from media.rooms import Room
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,16 @@ EXPECTED = ", ".join(sorted(CLIENT_TYPES))
 
 #: What someone a host removed is told when they try again (the join page says it too).
 REMOVED = "A host removed you from this huddle; this link no longer lets you in."
+#: What someone who comes back too late (or with a token the server never gave) is told.
+CANNOT_RESUME = (
+    "Your place in the huddle was given up while you were away. Join again to come back."
+)
+#: WebSocket close codes that mean "gone for good" (normal closure, the page going away); any
+#: other end of the socket (a network drop, code 4000 from a client about to resume) holds the
+#: participant's place for ``resume``.
+CLEAN_CLOSE_CODES = (1000, 1001)
+#: Resume tokens are 24 characters; anything much longer is not one.
+MAX_TOKEN_CHARS = 64
 #: What someone is told when a host has locked the huddle.
 LOCKED = "A host has locked this huddle: nobody new can join until they unlock it."
 
@@ -242,8 +252,18 @@ class SignalingSession:
             log.exception("signaling_failed %s", self._label)
         finally:
             self._counters.connections -= 1
-            if self._room is not None and self._participant is not None:
-                await self._room.remove(self._participant, why)
+            participant = self._participant
+            if self._room is not None and participant is not None:
+                mine = participant.connection in (self._connection, DETACHED)
+                # A tab closed (or a client done) closes cleanly; a dropped network or a client
+                # about to resume does not: they may come back with `resume`.
+                dropped = self._ws.close_code not in CLEAN_CLOSE_CODES
+                if not mine:
+                    pass  # a resume on another socket holds their place now
+                elif self._done is None and dropped and participant.ready:
+                    self._room.suspend(participant, why)
+                else:
+                    await self._room.remove(participant, why)
             elif self._room is not None and self._waiter is not None:
                 self._room.drop_waiter(self._waiter)
             await self._connection.closed()
@@ -311,6 +331,9 @@ class SignalingSession:
             return
         if kind == "join":
             self._join(_display_name(data), data.get("passcode"))
+            return
+        if kind == "resume":
+            await self._resume(_field_str(data, "token"))
             return
         if kind == "leave":
             self._done = "left"
@@ -390,6 +413,24 @@ class SignalingSession:
             self._label = f"huddle={self._huddle_id} waiter={self._waiter.id}"
             return
         self._in(room.add(name, self._connection, self._role, self._seat))
+
+    async def _resume(self, token: str) -> None:
+        if self._participant is not None or self._waiter is not None:
+            raise ProtocolError("bad_state", "You have already joined this huddle.")
+        reason = self._ended_reason()
+        if reason is not None:
+            self._connection.send({"type": "ended", "reason": reason})
+            self._done = "huddle ended"
+            return
+        room = self._open_room()
+        participant = room.resumable(token) if len(token) <= MAX_TOKEN_CHARS else None
+        if participant is None:
+            room.forget_if_empty()  # opened for nothing
+            self._done = "cannot resume"
+            raise ProtocolError("cannot_resume", CANNOT_RESUME, fatal=True)
+        self._room = room
+        self._in(participant)
+        await room.resume(participant, self._connection)
 
     def _in(self, participant: Participant) -> None:
         """They are a participant now (at once, or admitted from the waiting room)."""

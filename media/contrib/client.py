@@ -244,9 +244,10 @@ class HuddleClient:
         #: Set when the server sent ``ended``.
         self.ended: str | None = None
         # No STUN unless asked: aiortc's default is Google's server, useless on a test machine.
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers or []])
-        )
+        self._ice_servers = [RTCIceServer(urls=url) for url in ice_servers or []]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+        #: From ``welcome``: what :meth:`resume` sends to take this place back.
+        self.resume_token: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -328,6 +329,37 @@ class HuddleClient:
             if self._publish.get(transceiver.mid or "") == "screen":
                 transceiver.direction = "sendonly"
                 transceiver.sender.replaceTrack(self._screen)
+
+    async def drop_socket(self) -> None:
+        """Lose the signaling socket only (a network change): the media connection stays.
+
+        Closed with code 4000, as a client about to resume does (a clean close means leaving).
+        """
+        if self._ws is not None:
+            await self._ws.close(code=4000)
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._session is not None:
+            await self._session.close()
+        self._ws = self._reader = self._session = None
+
+    async def resume(self, within: float = 10.0) -> None:
+        """Come back on a new socket and a new media connection, as the same participant."""
+        assert self.you is not None and self.resume_token, "join() first"
+        await self.drop_socket()
+        await self.pc.close()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+        self._instrumented.clear()
+        self.streams = {}
+        self._publish = {}
+        await self.connect()
+        mark = len(self.messages)
+        await self.send({"type": "resume", "token": self.resume_token})
+        welcome = await self.expect("welcome", after=mark, within=within)
+        if welcome["type"] != "welcome":
+            raise JoinError(f"resume refused: {welcome.get('message') or welcome.get('reason')}")
+        await self.publish(within=within)
 
     async def leave(self) -> None:
         """Say ``leave`` and close everything."""
@@ -459,6 +491,7 @@ class HuddleClient:
         kind = message["type"]
         if kind == "welcome":
             self.you = message["you"]
+            self.resume_token = message.get("resume")
             self.participants = {p["id"]: p for p in message["participants"]}
         elif kind == "answer":
             await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))

@@ -119,10 +119,10 @@ async def test_two_people_see_and_hear_each_other_and_the_listener_hears_of_it()
         assert app.server.participants("h1") == [(alice.you["id"], "Alice")]
 
 
-async def test_a_dropped_socket_counts_as_leaving() -> None:
+async def test_a_closed_tab_counts_as_leaving_at_once() -> None:
     async with media_app() as app, people(app, "Alice", "Bob") as (alice, bob):
         assert bob.you is not None
-        await bob.close()  # no `leave`: the tab crashed
+        await bob.close()  # no `leave`, but a clean close: the tab was closed
         assert (await alice.expect("participant-left", within=WITHIN))["id"] == bob.you["id"]
         await until(lambda: any(isinstance(e, ParticipantLeft) for e in app.events))
         assert app.server.stats().participants == 1
