@@ -13,6 +13,13 @@
   const PING_INTERVAL_MS = 25000;
   // How often each tile's connection indicator is refreshed from getStats.
   const QUALITY_INTERVAL_MS = 2000;
+  // The media path "disconnected" this long is an outage, not a hiccup: start over (resume).
+  const RECOVER_AFTER_MS = 4000;
+  // A socket that has not opened by then will not: try again.
+  const SOCKET_OPEN_TIMEOUT_MS = 8000;
+  // Give up a little before the server gives our place up (60 s).
+  const RECONNECT_GIVE_UP_MS = 55000;
+  const RECONNECT_MAX_DELAY_MS = 5000;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -78,6 +85,7 @@
     noticeTitle: $("notice-title"),
     noticeText: $("notice-text"),
     rejoin: $("rejoin-button"),
+    reconnecting: $("reconnecting"),
   };
 
   const state = {
@@ -103,6 +111,10 @@
     speakerView: false,
     details: false, // the connection figures shown on every tile
     finished: false, // left, ended or failed: no more reconnect or error noise
+    resume: null, // the token from welcome: takes our place back on a new socket
+    recovering: null, // {since, delay} while reconnecting after a drop
+    mediaUp: false, // the media path has worked once (losing it is an outage)
+    reshare: false, // present the screen again once the resumed connection is up
     inbox: Promise.resolve(),
     timeline: [], // [what, ms since page start]: where the time to first video goes
   };
@@ -129,6 +141,7 @@
     get room() { return { ...state.room }; },
     get speaker() { return state.speaker; },
     get sharing() { return !!state.screen; },
+    get reconnecting() { return !!state.recovering; },
     get waiting() { return state.waitingList.map((w) => ({ ...w })); },
   });
 
@@ -335,16 +348,30 @@
       finish("Could not start the call", `Your browser refused to set up the call: ${err.message || err}`);
       throw err;
     });
+    openSocket(() => offer);
+    setInterval(() => send({ type: "ping" }), PING_INTERVAL_MS);
+    setInterval(() => measureQuality().catch((err) => console.warn("stats", err)), QUALITY_INTERVAL_MS);
+  }
+
+  function openSocket(offer) {
+    // `offer`: a function giving the publishing offer (made ahead for the first join, made
+    // afresh when resuming: the network may have changed meanwhile).
     const url = new URL(location.pathname.replace(/\/$/, "") + "/ws", location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     url.search = new URLSearchParams({ t: token }).toString();
     const ws = new WebSocket(url);
     state.ws = ws;
+    const opening = setTimeout(() => {
+      if (ws.readyState === WebSocket.CONNECTING) ws.close();
+    }, SOCKET_OPEN_TIMEOUT_MS);
     ws.addEventListener("open", () => {
+      clearTimeout(opening);
       mark("socket open");
-      sendJoin();
+      if (state.recovering) send({ type: "resume", token: state.resume });
+      else sendJoin();
     });
     ws.addEventListener("message", (event) => {
+      if (ws !== state.ws) return;
       let message;
       try {
         message = JSON.parse(event.data);
@@ -355,15 +382,59 @@
       state.inbox = state.inbox.then(() => handle(message, offer)).catch((err) => console.error(message.type, err));
     });
     ws.addEventListener("close", () => {
-      if (state.finished) return;
-      if (!state.you) {
-        explainRefusal();
-      } else {
-        finish("Connection lost", "The connection to the huddle was lost.", true);
-      }
+      clearTimeout(opening);
+      if (state.finished || ws !== state.ws) return;
+      if (!state.you) explainRefusal();
+      else recover("the connection to the server closed");
     });
-    setInterval(() => send({ type: "ping" }), PING_INTERVAL_MS);
-    setInterval(() => measureQuality().catch((err) => console.warn("stats", err)), QUALITY_INTERVAL_MS);
+    return ws;
+  }
+
+  // -- coming back after a drop: a new socket resumes our place, with a new media connection --
+
+  function recover(why) {
+    if (state.finished || !state.you || !state.resume) return;
+    if (!state.recovering) {
+      console.warn("reconnecting:", why);
+      mark(`reconnecting (${why})`);
+      state.recovering = { since: Date.now(), delay: 0 };
+      ui.reconnecting.hidden = false;
+      const ws = state.ws;
+      state.ws = null;
+      // Code 4000: not leaving (a clean close would give our place up at once).
+      if (ws && ws.readyState <= WebSocket.OPEN) ws.close(4000, "resuming");
+      dropConnection();
+    }
+    const attempt = state.recovering;
+    if (Date.now() - attempt.since > RECONNECT_GIVE_UP_MS) {
+      finish("Connection lost", "The connection to the huddle was lost and did not come back. Check your network, then join again.", true);
+      return;
+    }
+    setTimeout(() => {
+      if (!state.finished && state.recovering === attempt) openSocket(() => preparePublishing());
+    }, attempt.delay);
+    attempt.delay = Math.min(Math.max(1000, attempt.delay * 2), RECONNECT_MAX_DELAY_MS);
+  }
+
+  function dropConnection() {
+    if (!state.pc) return;
+    const pc = state.pc;
+    state.pc = null;
+    state.mediaUp = false;
+    state.publish = new Map();
+    state.streams = new Map();
+    clearTimeout(state.stallTimer);
+    pc.close();
+  }
+
+  function resumed(message) {
+    // Everything we may have missed comes with welcome: start from it.
+    state.recovering = null;
+    ui.reconnecting.hidden = true;
+    state.participants = new Map();
+    ui.chatList.replaceChildren();
+    if (state.screen) state.reshare = true;
+    showToast("Reconnected.");
   }
 
   async function explainRefusal() {
@@ -390,13 +461,25 @@
       bundlePolicy: "max-bundle",
     });
     state.pc = pc;
+    state.mediaUp = false;
     pc.addEventListener("track", (event) => {
       // The receiving transceivers are mapped by mid; a new one only needs a re-render.
       if (event.transceiver && event.transceiver.mid) render();
     });
     pc.addEventListener("connectionstatechange", () => {
-      mark(`connection ${pc.connectionState}`);
-      if (pc.connectionState === "failed" && !state.finished) {
+      if (pc !== state.pc || state.finished) return;
+      const now = pc.connectionState;
+      mark(`connection ${now}`);
+      clearTimeout(state.stallTimer);
+      if (now === "connected") state.mediaUp = true;
+      if (now === "disconnected" && state.mediaUp) {
+        // Packets stopped: the browser may find its way back by itself; if not soon, start over.
+        state.stallTimer = setTimeout(() => {
+          if (pc === state.pc && pc.connectionState !== "connected") recover("no media for a few seconds");
+        }, RECOVER_AFTER_MS);
+      } else if (now === "failed" && state.mediaUp) {
+        recover("the media connection failed");
+      } else if (now === "failed") {
         finish("Media connection failed", "Audio and video could not get through to the huddle server (a firewall may block it).", true);
       }
     });
@@ -457,8 +540,10 @@
       case "welcome": {
         // The offer waits for the camera and microphone: someone who clicks Join before the
         // preview is up still joins with them, and the call screen shows them from the start.
-        const sdp = await offer;
+        if (message.resumed) resumed(message);
+        const sdp = await offer();
         state.you = message.you;
+        state.resume = message.resume || null;
         if (!message.you.speak) setMicrophone(false); // a host keeps newcomers muted
         state.you.audio = state.audio;
         state.you.video = state.video;
@@ -473,6 +558,11 @@
       }
       case "answer":
         await state.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+        if (state.reshare) {
+          // We were presenting when the connection dropped: present again on the new one.
+          state.reshare = false;
+          send({ type: "share", on: true, audio: state.screen.getAudioTracks().length > 0 });
+        }
         break;
       case "offer": {
         setStreams(message.streams);
@@ -582,8 +672,10 @@
             media_unreachable: "Media connection failed",
             removed: "You were removed from the huddle",
             locked: "This huddle is locked",
+            cannot_resume: "Connection lost",
           };
-          finish(titles[message.code] || "Could not join", message.message, message.code === "locked");
+          const canRejoin = message.code === "locked" || message.code === "cannot_resume";
+          finish(titles[message.code] || "Could not join", message.message, canRejoin);
         } else {
           showToast(message.message);
           console.warn("huddle error", message.code, message.message);

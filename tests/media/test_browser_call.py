@@ -27,6 +27,7 @@ RECEIVED_JS = """
 async () => {
   const byMid = new Map(window.huddle.streams.map((s) => [s.mid, s.participant]));
   const out = {};
+  if (!window.huddle.pc) return out; // between two connections (reconnecting)
   const stats = await window.huddle.pc.getStats();
   stats.forEach((r) => {
     if (r.type !== "inbound-rtp" || !byMid.has(r.mid)) return;
