@@ -53,6 +53,7 @@ CLIENT_TYPES = (
             "chat",
             "share",
             "resume",
+            "notes-update",
         }
     )
     | HOST_TYPES
@@ -223,6 +224,8 @@ class WelcomeMessage(TypedDict):
     room: RoomInfo
     #: The chat so far (the latest messages), oldest first.
     chat: list[ChatEntry]
+    #: The shared notes' Yjs document (base64 of one update); ``notes`` is its text.
+    notesState: str
     #: What a new socket sends (``resume``) to take this place back after a drop.
     resume: str
     #: True when this is the answer to ``resume``: same participant, a fresh media connection.
@@ -330,11 +333,11 @@ class ErrorMessage(_ErrorRequired, total=False):
     fatal: bool
 
 
-class NotesMessage(TypedDict):
-    """Someone else changed the shared notes (the whole text)."""
+class NotesUpdateMessage(TypedDict):
+    """Someone else changed the shared notes: a Yjs update (base64) to merge."""
 
-    type: Literal["notes"]
-    text: str
+    type: Literal["notes-update"]
+    update: str
     by: str
 
 
@@ -354,7 +357,7 @@ ServerMessage = (
     | ParticipantUpdatedMessage
     | EndedMessage
     | ErrorMessage
-    | NotesMessage
+    | NotesUpdateMessage
     | PongMessage
     | RoomMessage
     | NoticeMessage

@@ -15,6 +15,7 @@ packet.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import hmac
 import itertools
@@ -48,6 +49,7 @@ from media.forwarding import (
 from media.ice import drop_empty_datagrams, skip_stun_parsing_for_media
 from media.limits import RateLimit
 from media.messages import (
+    MAX_NOTES,
     SCREEN_TRACKS,
     TRACK_KINDS,
     CallRole,
@@ -58,6 +60,7 @@ from media.messages import (
     Track,
 )
 from media.network import MediaNetwork, PortsExhausted
+from media.notes import BadUpdate, SharedNotes
 from media.participants import DETACHED, Connection, Participant, Slot, Waiter
 from media.sdp import extension_ids, keep_extension_ids, parse_sdp, use_extension_ids
 from media.speakers import WINDOW_SECONDS, ActiveSpeaker
@@ -119,7 +122,8 @@ class Room:
     ) -> None:
         self.id = huddle_id
         self.title = title
-        self.notes = notes
+        #: The shared notes, merged from everyone's edits (:mod:`media.notes`).
+        self.shared_notes = SharedNotes(notes, max_chars=MAX_NOTES)
         self.participants: dict[str, Participant] = {}
         #: Locked by a host: nobody new gets in but hosts.
         self.locked = locked
@@ -195,7 +199,8 @@ class Room:
                 "you": participant.info(),
                 "participants": [other.info() for other in others],
                 "huddle": {"id": self.id, "title": self.title},
-                "notes": self.notes,
+                "notes": self.shared_notes.text,
+                "notesState": base64.b64encode(self.shared_notes.state()).decode(),
                 "room": self.room_info(),
                 "chat": list(self.chat),
                 "resume": participant.resume_token,
@@ -336,13 +341,32 @@ class Room:
             return_exceptions=True,
         )
 
+    @property
+    def notes(self) -> str:
+        """The shared notes' merged text."""
+        return self.shared_notes.text
+
     def update_notes(self, participant: Participant, text: str) -> None:
-        """Replace the shared notes, tell the others, and let the core save them."""
-        if text == self.notes:
-            return
-        self.notes = text
-        self._broadcast({"type": "notes", "text": text, "by": participant.name}, participant)
-        self._emit(NotesChanged(self.id, text, participant.name, self._clock()))
+        """A client that sends whole texts changed the notes: merge it as the edit it makes."""
+        update = self.shared_notes.replace(text)
+        if update is not None:
+            self._notes_changed(participant, update)
+
+    def merge_notes(self, participant: Participant, update: bytes) -> None:
+        """Merge a client's Yjs update into the notes, pass it on, let the core save the text."""
+        try:
+            changed = self.shared_notes.apply(update)
+        except BadUpdate as exc:
+            raise ProtocolError("bad_field", str(exc)) from exc
+        if changed:
+            self._notes_changed(participant, update)
+
+    def _notes_changed(self, participant: Participant, update: bytes) -> None:
+        encoded = base64.b64encode(update).decode()
+        self._broadcast(
+            {"type": "notes-update", "update": encoded, "by": participant.name}, participant
+        )
+        self._emit(NotesChanged(self.id, self.notes, participant.name, self._clock()))
 
     def update_state(self, participant: Participant, *, audio: bool, video: bool) -> None:
         """Record a mute/camera change and tell the others.

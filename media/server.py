@@ -52,11 +52,13 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 
-#: The only files /media/web/ serves, with their content types.
+#: The only files /media/web/ serves: name -> (path under media/web/, content type).
 STATIC_FILES = {
-    "huddle.js": "text/javascript",
-    "huddle.css": "text/css",
-    "refusal.css": "text/css",
+    "huddle.js": ("huddle.js", "text/javascript"),
+    "huddle.css": ("huddle.css", "text/css"),
+    "refusal.css": ("refusal.css", "text/css"),
+    # Pinned releases from the npm registry, with their licences (media/web/vendor/README.md).
+    "yjs.mjs": ("vendor/yjs-13.6.33.mjs", "text/javascript"),
 }
 
 #: The join link carries the token in its query string: keep it out of Referer headers and caches.
@@ -555,11 +557,12 @@ def signaling_refusal(
 async def _static_file(request: web.Request) -> web.StreamResponse:
     """One of the web client's files (``STATIC_FILES``), 404 for anything else."""
     name = request.match_info["file"]
-    content_type = STATIC_FILES.get(name)
-    if content_type is None:
+    served = STATIC_FILES.get(name)
+    if served is None:
         raise web.HTTPNotFound()
+    path, content_type = served
     return web.FileResponse(
-        WEB_DIR / name, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+        WEB_DIR / path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
     )
 
 

@@ -9,6 +9,7 @@ its own writer task, so a slow or stuck client only ever delays itself.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -374,6 +375,13 @@ class SignalingSession:
                 shown = " ".join(sorted(REACTIONS))
                 raise ProtocolError("bad_field", f"`emoji` must be one of {shown}.")
             room.react(participant, emoji)
+        elif kind == "notes-update":
+            encoded = _field_str(data, "update")
+            try:
+                update = base64.b64decode(encoded, validate=True)
+            except ValueError as exc:
+                raise ProtocolError("bad_field", "`update` must be base64.") from exc
+            room.merge_notes(participant, update)
         elif kind == "notes":
             text = _field_str(data, "text")
             if len(text) > MAX_NOTES:

@@ -5,6 +5,7 @@ the thread when it ends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -226,3 +227,39 @@ async def test_the_call_chat_shows_html_as_text_links_clickable_and_lands_in_the
     await thread.wait_for(timeout=15000)
     logged = await thread.inner_text()
     assert "Bob: <img src=x onerror=alert(1)> the spec: https://example.test/spec" in logged
+
+
+NOTES_VALUE = "document.querySelector('[data-testid=notes]').value"
+
+
+async def test_two_people_typing_in_the_notes_at_once_both_keep_their_words(
+    browser: Browser, huddle: RunningHuddle
+) -> None:
+    chat = await chat_page(browser, huddle.url, "alice")
+    card, _host_link = (await huddle.say("general", "alice", "/meet Retro"))["posts"]
+    url = card["buttons"][0]["url"]
+    alice = await join(browser, huddle.url, url, "Alice")
+    bob = await join(browser, huddle.url, url, "Bob")
+    for page in (alice, bob):
+        await page.get_by_test_id("notes-button").click()
+        await page.get_by_test_id("notes").click()
+    # Interleaved keystrokes: each types a line at the same moment, neither waits.
+    mine = "DECISION: keep the retro on Fridays\n"
+    theirs = "TODO @bob move the board to the wiki by friday\n"
+    await asyncio.gather(alice.keyboard.type(mine, delay=40), bob.keyboard.type(theirs, delay=40))
+    both = f"{NOTES_VALUE}.length === {len(mine) + len(theirs)}"
+    both += f" && {NOTES_VALUE}.includes({mine.strip()!r})"
+    both += f" && {NOTES_VALUE}.includes({theirs.strip()!r})"
+    for page in (alice, bob):
+        await page.wait_for_function(both)
+    # Both pages hold the same merged text, and the lines did not get mixed.
+    texts = {await page.get_by_test_id("notes").input_value() for page in (alice, bob)}
+    assert len(texts) == 1 and sorted(texts.pop().splitlines()) == sorted(
+        [mine.strip(), theirs.strip()]
+    )
+    for page in (alice, bob):
+        await page.get_by_test_id("leave-button").click()
+    thread = chat.locator("ol.thread > li").filter(has_text="Meeting notes: Retro")
+    await thread.wait_for(timeout=15000)
+    text = await thread.inner_text()
+    assert "keep the retro on Fridays" in text and "@bob: move the board to the wiki" in text

@@ -5,6 +5,8 @@
 
 (() => {
   const config = JSON.parse(document.getElementById("huddle-config").textContent);
+  // Where this script came from: the vendored modules sit beside it.
+  const SCRIPT_URL = document.currentScript ? document.currentScript.src : location.href;
   const params = new URLSearchParams(location.search);
   const token = params.get("t") || "";
   // Waiting longer than this for ICE gathering (an unreachable STUN server) is worse than
@@ -549,7 +551,12 @@
         state.you.video = state.video;
         state.room = message.room || state.room;
         for (const p of message.participants) state.participants.set(p.id, p);
-        ui.notes.value = message.notes || "";
+        try {
+          await startNotes(message);
+        } catch (err) {
+          console.warn("shared notes", err);
+          ui.notesStatus.textContent = "The shared notes could not load in this browser.";
+        }
         for (const entry of message.chat || []) addChat(entry, false);
         showCall();
         send({ type: "offer", sdp });
@@ -681,8 +688,8 @@
           console.warn("huddle error", message.code, message.message);
         }
         break;
-      case "notes":
-        remoteNotes(message.text, message.by);
+      case "notes-update":
+        remoteNotes(message.update, message.by);
         break;
       case "pong":
         break;
@@ -1278,32 +1285,110 @@
     announceState();
   });
 
-  // Shared notes: the whole text goes to the server shortly after typing stops (the last edit
-  // wins); someone else's edit replaces ours unless we are in the middle of typing.
-  const NOTES_DEBOUNCE_MS = 300;
-  let notesTimer = null;
-  let notesDirty = false;
+  // -- shared notes: a Yjs document (a CRDT); the server merges everyone's updates ------------
+  // Two people typing at once both keep their words. Updates go out in small batches; the
+  // document survives a reload (the server's state comes with welcome) and a reconnect (what
+  // was typed meanwhile is sent once the socket is back).
 
-  function sendNotes() {
-    notesTimer = null;
-    notesDirty = false;
-    send({ type: "notes", text: ui.notes.value });
+  const NOTES_FLUSH_MS = 100;
+  const notes = { Y: null, doc: null, text: null, pending: [], timer: null, loading: null };
+
+  function loadYjs() {
+    // Yjs 13.6.33 from the npm registry, vendored (media/web/vendor/README.md).
+    notes.loading = notes.loading || import(new URL("yjs.mjs", SCRIPT_URL).href);
+    return notes.loading;
+  }
+  loadYjs().catch((err) => console.warn("loading Yjs", err));
+
+  function fromBase64(text) {
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
+
+  function toBase64(bytes) {
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(binary);
+  }
+
+  async function startNotes(message) {
+    const Y = (notes.Y = await loadYjs());
+    const server = fromBase64(message.notesState || "");
+    if (notes.doc && message.resumed) {
+      // Back after a drop: take what others wrote, send what we wrote meanwhile.
+      Y.applyUpdate(notes.doc, server, "remote");
+      queueNotes(Y.encodeStateAsUpdate(notes.doc, Y.encodeStateVectorFromUpdate(server)));
+    } else {
+      notes.doc = new Y.Doc();
+      notes.text = notes.doc.getText("notes");
+      Y.applyUpdate(notes.doc, server, "remote");
+      notes.doc.on("update", (update, origin) => {
+        if (origin !== "remote") queueNotes(update);
+      });
+    }
+    ui.notes.value = notes.text.toString();
+    ui.notes.disabled = false;
+  }
+
+  function queueNotes(update) {
+    notes.pending.push(update);
+    ui.notesStatus.textContent = "Saving…";
+    if (!notes.timer) notes.timer = setTimeout(flushNotes, NOTES_FLUSH_MS);
+  }
+
+  function flushNotes() {
+    clearTimeout(notes.timer);
+    notes.timer = null;
+    if (!notes.pending.length || !notes.Y) return;
+    const update = notes.Y.mergeUpdates(notes.pending);
+    notes.pending = [];
+    send({ type: "notes-update", update: toBase64(update) });
     ui.notesStatus.textContent = "Saved";
   }
 
-  function remoteNotes(text, by) {
-    if (notesDirty) return; // ours goes out in a moment and wins
-    const { selectionStart, selectionEnd } = ui.notes;
-    ui.notes.value = text;
-    if (document.activeElement === ui.notes) ui.notes.setSelectionRange(selectionStart, selectionEnd);
+  function remoteNotes(encoded, by) {
+    if (!notes.doc) return;
+    const Y = notes.Y;
+    const area = ui.notes;
+    // The caret stays where it was in the text, wherever the others' edits land. It is tied to
+    // the character before it (assoc -1): someone typing at the same place does not carry it
+    // along, so our next keystroke still follows our own last one (no interleaved letters).
+    const focused = document.activeElement === area;
+    const marks = focused
+      ? [area.selectionStart, area.selectionEnd].map((i) => Y.createRelativePositionFromTypeIndex(notes.text, i, -1))
+      : null;
+    Y.applyUpdate(notes.doc, fromBase64(encoded), "remote");
+    area.value = notes.text.toString();
+    if (marks) {
+      const [start, end] = marks.map((m) => {
+        const at = Y.createAbsolutePositionFromRelativePosition(m, notes.doc);
+        return at ? at.index : 0;
+      });
+      area.setSelectionRange(start, end);
+    }
     ui.notesStatus.textContent = `Edited by ${by}`;
   }
 
+  ui.notes.disabled = true; // until the shared document is loaded
   ui.notes.addEventListener("input", () => {
-    notesDirty = true;
-    ui.notesStatus.textContent = "Saving…";
-    if (notesTimer) clearTimeout(notesTimer);
-    notesTimer = setTimeout(sendNotes, NOTES_DEBOUNCE_MS);
+    if (!notes.doc) return;
+    // The textarea changed between a common start and a common end: that is the edit.
+    const before = notes.text.toString();
+    const after = ui.notes.value;
+    let start = 0;
+    while (start < before.length && start < after.length && before[start] === after[start]) start++;
+    let endBefore = before.length;
+    let endAfter = after.length;
+    while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
+      endBefore--;
+      endAfter--;
+    }
+    notes.doc.transact(() => {
+      if (endBefore > start) notes.text.delete(start, endBefore - start);
+      if (endAfter > start) notes.text.insert(start, after.slice(start, endAfter));
+    }, "local");
   });
 
   ui.notesButton.addEventListener("click", () => {
@@ -1319,7 +1404,7 @@
   });
 
   ui.leave.addEventListener("click", () => {
-    if (notesTimer) { clearTimeout(notesTimer); sendNotes(); }
+    flushNotes();
     send({ type: "leave" });
     finish("You left the huddle", "You can join again with the same link while the huddle is on.", true);
   });
