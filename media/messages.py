@@ -54,6 +54,7 @@ CLIENT_TYPES = (
             "share",
             "resume",
             "notes-update",
+            "check",
         }
     )
     | HOST_TYPES
@@ -286,6 +287,13 @@ class OfferMessage(TypedDict):
     publish: list[PublishInfo]
 
 
+class CheckAnswerMessage(TypedDict):
+    """The server's side of a pre-join connectivity check."""
+
+    type: Literal["check-answer"]
+    sdp: str
+
+
 class StreamsMessage(TypedDict):
     """The mid -> participant mapping changed without renegotiation."""
 
@@ -358,6 +366,7 @@ ServerMessage = (
     | EndedMessage
     | ErrorMessage
     | NotesUpdateMessage
+    | CheckAnswerMessage
     | PongMessage
     | RoomMessage
     | NoticeMessage

@@ -784,7 +784,29 @@ class Room:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _new_peer_connection(self, participant: Participant) -> RTCPeerConnection:
+    async def answer_check(self, sdp: str) -> tuple[RTCPeerConnection, str]:
+        """A connectivity check before joining: a peer connection that only does ICE and DTLS.
+
+        The pre-join page offers one receive-only section; once it connects, the page knows
+        whether (and how: directly, or through TURN) media can reach this server. The caller
+        closes the connection.
+        """
+        parse_sdp(sdp, "offer")
+        pc = self._peer_connection()
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except PortsExhausted as exc:
+            await pc.close()
+            raise ProtocolError(
+                "no_media_port", "The server has no free media port for a check right now."
+            ) from exc
+        except Exception as exc:
+            await pc.close()
+            raise ProtocolError("bad_sdp", f"The check offer could not be applied: {exc}.") from exc
+        return pc, pc.localDescription.sdp
+
+    def _peer_connection(self) -> RTCPeerConnection:
         # max-bundle: every slot added later shares the one ICE/DTLS transport, so renegotiation
         # gathers nothing new. An empty iceServers list, not None: None means Google's STUN.
         pc = RTCPeerConnection(
@@ -794,6 +816,10 @@ class Room:
             )
         )
         self._network.apply(pc)
+        return pc
+
+    def _new_peer_connection(self, participant: Participant) -> RTCPeerConnection:
+        pc = self._peer_connection()
 
         @pc.on("connectionstatechange")
         def on_state() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiortc import RTCPeerConnection
 
 from media import hosting
 from media.errors import ProtocolError
@@ -60,6 +61,10 @@ REMOVED = "A host removed you from this huddle; this link no longer lets you in.
 CANNOT_RESUME = (
     "Your place in the huddle was given up while you were away. Join again to come back."
 )
+#: A pre-join connectivity check's peer connection lives this long at most (seconds).
+CHECK_SECONDS = 30.0
+#: Checks one socket may ask for (a page runs one; "check again" may run a couple more).
+MAX_CHECKS = 3
 #: WebSocket close codes that mean "gone for good" (normal closure, the page going away); any
 #: other end of the socket (a network drop, code 4000 from a client about to resume) holds the
 #: participant's place for ``resume``.
@@ -209,6 +214,11 @@ class SignalingSession:
         self._participant: Participant | None = None
         #: Why the session is over, once it is (set by `leave`, a fatal error or an ended huddle).
         self._done: str | None = None
+        #: The pre-join connectivity check's peer connection, while it lasts (``check``).
+        self._check_pc: RTCPeerConnection | None = None
+        self._check_timer: asyncio.TimerHandle | None = None
+        self._check_tasks: set[asyncio.Task[None]] = set()
+        self._checks = 0
 
     @property
     def huddle_id(self) -> str:
@@ -253,6 +263,9 @@ class SignalingSession:
             log.exception("signaling_failed %s", self._label)
         finally:
             self._counters.connections -= 1
+            self._close_check()
+            if self._room is not None and self._participant is None and self._waiter is None:
+                self._room.forget_if_empty()  # opened for a check only
             participant = self._participant
             if self._room is not None and participant is not None:
                 mine = participant.connection in (self._connection, DETACHED)
@@ -335,6 +348,9 @@ class SignalingSession:
             return
         if kind == "resume":
             await self._resume(_field_str(data, "token"))
+            return
+        if kind == "check":
+            await self._check(_sdp(data))
             return
         if kind == "leave":
             self._done = "left"
@@ -440,8 +456,41 @@ class SignalingSession:
         self._in(participant)
         await room.resume(participant, self._connection)
 
+    async def _check(self, sdp: str) -> None:
+        if self._participant is not None or self._waiter is not None:
+            raise ProtocolError("bad_state", "The connection check is for before joining.")
+        if self._checks >= MAX_CHECKS:
+            raise ProtocolError(
+                "rate_limited", f"At most {MAX_CHECKS} connection checks per connection."
+            )
+        reason = self._ended_reason()
+        if reason is not None:
+            self._connection.send({"type": "ended", "reason": reason})
+            self._done = "huddle ended"
+            return
+        self._checks += 1
+        self._close_check()
+        room = self._open_room()
+        self._room = room
+        pc, answer = await room.answer_check(sdp)
+        self._check_pc = pc
+        # Long enough for ICE to try every path, TURN included; then it goes, used or not.
+        self._check_timer = asyncio.get_running_loop().call_later(CHECK_SECONDS, self._close_check)
+        self._connection.send({"type": "check-answer", "sdp": answer})
+
+    def _close_check(self) -> None:
+        if self._check_timer is not None:
+            self._check_timer.cancel()
+            self._check_timer = None
+        if self._check_pc is not None:
+            pc, self._check_pc = self._check_pc, None
+            task = asyncio.ensure_future(pc.close())
+            self._check_tasks.add(task)
+            task.add_done_callback(self._check_tasks.discard)
+
     def _in(self, participant: Participant) -> None:
         """They are a participant now (at once, or admitted from the waiting room)."""
+        self._close_check()
         self._participant = participant
         self._waiter = None
         self._label = f"huddle={self._huddle_id} participant={participant.id}"

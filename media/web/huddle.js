@@ -22,6 +22,8 @@
   // Give up a little before the server gives our place up (60 s).
   const RECONNECT_GIVE_UP_MS = 55000;
   const RECONNECT_MAX_DELAY_MS = 5000;
+  // The pre-join check gives up on each step after this long (ICE tries TURN meanwhile).
+  const CHECK_TIMEOUT_MS = 15000;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -39,6 +41,7 @@
     outputLabel: $("output-label"),
     joinMuted: $("join-muted"),
     joinCameraOff: $("join-camera-off"),
+    connectionCheck: $("connection-check"),
     call: $("call"),
     count: $("call-count"),
     grid: $("grid"),
@@ -155,6 +158,7 @@
   // that Join only has to send it.
   const publishing = startPreview().then(preparePublishing);
   publishing.catch(() => {}); // reported when Join is clicked
+  checkConnection().catch((err) => console.warn("connection check", err));
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (state.ws && state.ws.readyState === WebSocket.OPEN && !state.you) {
@@ -437,6 +441,123 @@
     ui.chatList.replaceChildren();
     if (state.screen) state.reshare = true;
     showToast("Reconnected.");
+  }
+
+  // -- the pre-join connection check: signaling round trip, then ICE to the media server -------
+
+  function signalingUrl() {
+    const url = new URL(location.pathname.replace(/\/$/, "") + "/ws", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    url.search = new URLSearchParams({ t: token }).toString();
+    return url;
+  }
+
+  function showCheck(result, text) {
+    ui.connectionCheck.dataset.result = result;
+    ui.connectionCheck.textContent = text;
+  }
+
+  async function checkConnection() {
+    // A socket and a peer connection of their own, closed once the answer is known: joining
+    // later starts from scratch, whatever the check found.
+    const ws = new WebSocket(signalingUrl());
+    const pc = new RTCPeerConnection({ iceServers: config.iceServers, bundlePolicy: "max-bundle" });
+    const timeout = new Promise((resolve) => setTimeout(() => resolve("timeout"), CHECK_TIMEOUT_MS));
+    try {
+      const opened = await Promise.race([
+        new Promise((resolve) => {
+          ws.addEventListener("open", () => resolve("open"), { once: true });
+          ws.addEventListener("close", () => resolve("closed"), { once: true });
+        }),
+        timeout,
+      ]);
+      if (opened !== "open") {
+        showCheck("unreachable", "The huddle server does not answer from this network. Check your connection, or try the link again later.");
+        return;
+      }
+      const replies = [];
+      let wake = () => {};
+      ws.addEventListener("message", (event) => {
+        try {
+          replies.push(JSON.parse(event.data));
+        } catch {
+          return;
+        }
+        wake();
+      });
+      const reply = (type) =>
+        Promise.race([
+          new Promise((resolve) => {
+            const look = () => {
+              const found = replies.find((m) => m.type === type || m.type === "error" || m.type === "ended");
+              if (found) resolve(found);
+              else wake = look;
+            };
+            look();
+          }),
+          timeout,
+        ]);
+      const sent = performance.now();
+      ws.send(JSON.stringify({ type: "ping" }));
+      const pong = await reply("pong");
+      if (pong === "timeout" || pong.type !== "pong") {
+        showCheck("unreachable", "The huddle server does not answer. Try the link again later.");
+        return;
+      }
+      const rtt = Math.round(performance.now() - sent);
+      showCheck("checking", `Server answers in ${rtt} ms; checking audio and video…`);
+      pc.addTransceiver("audio", { direction: "recvonly" });
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc);
+      ws.send(JSON.stringify({ type: "check", sdp: pc.localDescription.sdp }));
+      const answer = await reply("check-answer");
+      if (answer === "timeout" || answer.type !== "check-answer") {
+        showCheck("unknown", `Server answers in ${rtt} ms; the audio and video check could not run.`);
+        return;
+      }
+      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+      const connected = await Promise.race([
+        new Promise((resolve) => {
+          const look = () => {
+            if (pc.connectionState === "connected") resolve("connected");
+            else if (pc.connectionState === "failed") resolve("failed");
+          };
+          pc.addEventListener("connectionstatechange", look);
+          look();
+        }),
+        timeout,
+      ]);
+      if (connected !== "connected") {
+        showCheck(
+          "blocked",
+          "Audio and video cannot get through from this network to the server: a firewall probably blocks UDP. " +
+            "Try another network (a phone's hotspot works), or ask whoever runs huddle to set up TURN.",
+        );
+        return;
+      }
+      const path = await candidatePath(pc);
+      const relayed = path && path.candidateType === "relay";
+      showCheck(
+        relayed ? "relay" : "direct",
+        relayed
+          ? `Connection OK through a relay (${path.relayProtocol || path.protocol}): server answers in ${rtt} ms.`
+          : `Connection OK: server answers in ${rtt} ms, audio and video go directly.`,
+      );
+    } finally {
+      pc.close();
+      ws.close();
+    }
+  }
+
+  async function candidatePath(pc) {
+    // The local candidate of the nominated pair: host/srflx (direct) or relay (TURN).
+    const stats = await pc.getStats();
+    let pairId = null;
+    stats.forEach((r) => {
+      if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    });
+    const pair = pairId && stats.get(pairId);
+    return pair ? stats.get(pair.localCandidateId) : null;
   }
 
   async function explainRefusal() {

@@ -56,3 +56,23 @@ async def test_joining_with_the_microphone_and_camera_off_shows_so_to_the_others
                 break
             assert time.monotonic() < deadline, seen
             await alice.wait_for_timeout(200)
+
+
+async def test_the_connection_check_reaches_the_media_server_and_leaves_nothing_behind(
+    browser: Browser,
+) -> None:
+    async with media_app() as app:
+        page = await open_join_page(browser, app.base_url, app.join_url(), "Ann")
+        check = page.locator("[data-testid=connection-check][data-result=direct]")
+        await check.wait_for(timeout=WITHIN * 1000)
+        text = await check.inner_text()
+        assert "answers in" in text and "directly" in text, text
+        # The check was its own socket and connection: nobody joined, the room is forgotten.
+        assert app.server.participants("h1") == []
+        deadline = time.monotonic() + WITHIN
+        while app.server.stats().signaling_connections:
+            assert time.monotonic() < deadline, "the check's socket stayed open"
+            await page.wait_for_timeout(200)
+        # Joining afterwards works as ever.
+        await page.get_by_test_id("join-button").click()
+        await page.get_by_test_id("leave-button").wait_for()
