@@ -599,7 +599,10 @@ async def _relay(browser: web.WebSocketResponse, worker: aiohttp.ClientWebSocket
     try:
         await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await worker.close()
+        # The close code tells the worker whether the person left (1000, 1001) or dropped and
+        # may resume (anything else; 1005 and 1006 cannot be sent, so 4000 stands for them).
+        code = browser.close_code
+        await worker.close(code=code if code in (1000, 1001, 4000) else 4000)
         await browser.close()
         for task in (up, down):
             task.cancel()

@@ -468,3 +468,21 @@ async def test_huddle_serve_with_two_workers_stops_cleanly_and_leaves_no_worker(
     await again.wait_dead()
     await eventually(lambda: not any(alive(pid) for pid in workers))
     assert not [pid for pid in workers if alive(pid)]
+
+
+async def test_a_dropped_socket_resumes_through_the_relay_and_a_closed_one_leaves(
+    huddle: RunningHuddle,
+) -> None:
+    huddle_id = huddle_ids_one_per_worker()[0]
+    url, _card = await start_huddle(huddle, huddle_id, "Roaming")
+    alice, bob = await call(url, "Alice", "Bob")
+    assert alice.you is not None and bob.you is not None
+    # The relay passes on how the socket ended: dropped (4000) keeps Bob's place...
+    await bob.resume()
+    alice_id = alice.you["id"]
+    await bob.wait_for(lambda: bob.received_from(alice_id).frames_decoded > 5, within=15)
+    assert not [m for m in alice.messages if m["type"] == "participant-left"]
+    # ...a clean close is leaving, at once.
+    await bob.close()
+    assert (await alice.expect("participant-left", within=15))["id"] == bob.you["id"]
+    await alice.close()
