@@ -387,11 +387,24 @@
       // One message at a time, in order: an offer is applied before the next message is looked at.
       state.inbox = state.inbox.then(() => handle(message, offer)).catch((err) => console.error(message.type, err));
     });
-    ws.addEventListener("close", () => {
+    let opened = false;
+    ws.addEventListener("open", () => { opened = true; });
+    ws.addEventListener("close", async () => {
       clearTimeout(opening);
       if (state.finished || ws !== state.ws) return;
-      if (!state.you) explainRefusal();
-      else recover("the connection to the server closed");
+      if (!state.you) {
+        explainRefusal();
+        return;
+      }
+      if (state.recovering && !opened) {
+        // Refused while coming back (the huddle ended, the link expired): say so, stop trying.
+        const refused = await refusal();
+        if (refused && refused.status === 403 && !state.finished) {
+          finish("Could not rejoin", refused.reason || "The huddle server refused the connection.", true);
+          return;
+        }
+      }
+      recover("the connection to the server closed");
     });
     return ws;
   }
@@ -560,21 +573,25 @@
     return pair ? stats.get(pair.localCandidateId) : null;
   }
 
-  async function explainRefusal() {
+  async function refusal() {
     // A refused socket carries no reason (HTTP 403 or 429 before the upgrade); the join page,
     // asked again, says why in words (expired link, huddle ended, too many joins, ...).
-    let reason = "The huddle server refused the connection or is unreachable.";
+    // {status, reason}, or null when the server could not be asked (the network is down).
     try {
       const response = await fetch(location.href, { cache: "no-store" });
-      if (response.status === 403 || response.status === 429) {
-        const page = new DOMParser().parseFromString(await response.text(), "text/html");
-        const text = page.querySelector('[data-testid="refusal-reason"]');
-        if (text) reason = text.textContent;
-      }
+      if (response.status !== 403 && response.status !== 429) return { status: response.status, reason: null };
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const text = page.querySelector('[data-testid="refusal-reason"]');
+      return { status: response.status, reason: text ? text.textContent : null };
     } catch (err) {
       console.warn("explaining the refusal", err);
+      return null;
     }
-    finish("Could not join", reason, true);
+  }
+
+  async function explainRefusal() {
+    const refused = await refusal();
+    finish("Could not join", (refused && refused.reason) || "The huddle server refused the connection or is unreachable.", true);
   }
 
   async function preparePublishing() {
