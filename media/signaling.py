@@ -57,6 +57,7 @@ EXPECTED = ", ".join(sorted(CLIENT_TYPES))
 
 #: What someone a host removed is told when they try again (the join page says it too).
 REMOVED = "A host removed you from this huddle; this link no longer lets you in."
+ALREADY_JOINED = "You have already joined this huddle."
 #: What someone who comes back too late (or with a token the server never gave) is told.
 CANNOT_RESUME = (
     "Your place in the huddle was given up while you were away. Join again to come back."
@@ -404,13 +405,20 @@ class SignalingSession:
                 raise ProtocolError("bad_field", f"Notes are limited to {MAX_NOTES} characters.")
             room.update_notes(participant, text)
 
-    def _join(self, name: str, passcode: object) -> None:
+    def _not_yet_in(self, refusal: str) -> bool:
+        """Before joining (else ``bad_state`` with ``refusal``); False if the huddle has ended
+        (the client was told so and the session ends)."""
         if self._participant is not None or self._waiter is not None:
-            raise ProtocolError("bad_state", "You have already joined this huddle.")
+            raise ProtocolError("bad_state", refusal)
         reason = self._ended_reason()
-        if reason is not None:
-            self._connection.send({"type": "ended", "reason": reason})
-            self._done = "huddle ended"
+        if reason is None:
+            return True
+        self._connection.send({"type": "ended", "reason": reason})
+        self._done = "huddle ended"
+        return False
+
+    def _join(self, name: str, passcode: object) -> None:
+        if not self._not_yet_in(ALREADY_JOINED):
             return
         room = self._open_room()
         if self._seat and self._seat in room.removed_seats:
@@ -439,12 +447,7 @@ class SignalingSession:
         self._in(room.add(name, self._connection, self._role, self._seat))
 
     async def _resume(self, token: str) -> None:
-        if self._participant is not None or self._waiter is not None:
-            raise ProtocolError("bad_state", "You have already joined this huddle.")
-        reason = self._ended_reason()
-        if reason is not None:
-            self._connection.send({"type": "ended", "reason": reason})
-            self._done = "huddle ended"
+        if not self._not_yet_in(ALREADY_JOINED):
             return
         room = self._open_room()
         participant = room.resumable(token) if len(token) <= MAX_TOKEN_CHARS else None
@@ -457,16 +460,11 @@ class SignalingSession:
         await room.resume(participant, self._connection)
 
     async def _check(self, sdp: str) -> None:
-        if self._participant is not None or self._waiter is not None:
-            raise ProtocolError("bad_state", "The connection check is for before joining.")
         if self._checks >= MAX_CHECKS:
             raise ProtocolError(
                 "rate_limited", f"At most {MAX_CHECKS} connection checks per connection."
             )
-        reason = self._ended_reason()
-        if reason is not None:
-            self._connection.send({"type": "ended", "reason": reason})
-            self._done = "huddle ended"
+        if not self._not_yet_in("The connection check is for before joining."):
             return
         self._checks += 1
         self._close_check()

@@ -278,11 +278,16 @@ class HuddleClient:
         """Connect, join under :attr:`name`, publish, and return once the server answered."""
         if self._ws is None:
             await self.connect()
+        await self._enter({"type": "join", "name": self.name}, within)
+
+    async def _enter(self, message: dict[str, Any], within: float) -> None:
+        """Send ``join`` or ``resume``, wait for ``welcome``, publish."""
         mark = len(self.messages)
-        await self.send({"type": "join", "name": self.name})
+        await self.send(message)
         welcome = await self.expect("welcome", after=mark, within=within)
         if welcome["type"] != "welcome":
-            raise JoinError(f"join refused: {welcome.get('message') or welcome.get('reason')}")
+            refused = welcome.get("message") or welcome.get("reason")
+            raise JoinError(f"{message['type']} refused: {refused}")
         await self.publish(within=within)
 
     async def publish(self, within: float = 10.0) -> None:
@@ -344,22 +349,24 @@ class HuddleClient:
             await self._session.close()
         self._ws = self._reader = self._session = None
 
-    async def resume(self, within: float = 10.0) -> None:
-        """Come back on a new socket and a new media connection, as the same participant."""
+    async def resume(self, within: float = 10.0, *, close_old: bool = True) -> None:
+        """Come back on a new socket and a new media connection, as the same participant.
+
+        With ``close_old=False`` the old socket stays open, as when the server has not yet
+        noticed the network change.
+        """
         assert self.you is not None and self.resume_token, "join() first"
-        await self.drop_socket()
+        if close_old:
+            await self.drop_socket()
+        else:
+            self._ws = None
         await self.pc.close()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
         self._instrumented.clear()
         self.streams = {}
         self._publish = {}
         await self.connect()
-        mark = len(self.messages)
-        await self.send({"type": "resume", "token": self.resume_token})
-        welcome = await self.expect("welcome", after=mark, within=within)
-        if welcome["type"] != "welcome":
-            raise JoinError(f"resume refused: {welcome.get('message') or welcome.get('reason')}")
-        await self.publish(within=within)
+        await self._enter({"type": "resume", "token": self.resume_token}, within)
 
     async def leave(self) -> None:
         """Say ``leave`` and close everything."""

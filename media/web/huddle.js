@@ -362,10 +362,7 @@
   function openSocket(offer) {
     // `offer`: a function giving the publishing offer (made ahead for the first join, made
     // afresh when resuming: the network may have changed meanwhile).
-    const url = new URL(location.pathname.replace(/\/$/, "") + "/ws", location.href);
-    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    url.search = new URLSearchParams({ t: token }).toString();
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(signalingUrl());
     state.ws = ws;
     const opening = setTimeout(() => {
       if (ws.readyState === WebSocket.CONNECTING) ws.close();

@@ -36,6 +36,7 @@ class HostedServe:
         *,
         admin_address: str,
         public_url: str | None = None,
+        public_host: str | None = None,
         port: int | None = None,
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
@@ -44,6 +45,9 @@ class HostedServe:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.admin_url = f"http://{admin_address}:{self.port}"
+        # ``public_host``: plain HTTP on that address and this port (a LAN test's public URL).
+        if public_host is not None:
+            public_url = f"http://{public_host}:{self.port}"
         self.public_url = public_url or self.admin_url
         self.env = {
             **os.environ,

@@ -72,9 +72,7 @@ async def test_over_plain_http_from_another_host_the_page_says_cameras_need_http
     lan: tuple[Host, Host, Network], tmp_path: Path
 ) -> None:
     server, colleague, _ = lan
-    serve = HostedServe(server, tmp_path / "data", admin_address=ADMIN)
-    serve.public_url = f"http://{SERVER}:{serve.port}"
-    serve.env["HUDDLE_PUBLIC_URL"] = serve.public_url
+    serve = HostedServe(server, tmp_path / "data", admin_address=ADMIN, public_host=SERVER)
     await serve.start()
     try:
         async with aiohttp.ClientSession() as http:

@@ -89,9 +89,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def call_through_nat(
     cloud: Cloud, tmp_path: Path, http: aiohttp.ClientSession, env: dict[str, str]
 ) -> tuple[HostedServe, str]:
-    serve = HostedServe(cloud.server, tmp_path / "data", admin_address="198.18.200.2", env=env)
-    serve.public_url = f"http://{PUBLIC_IP}:{serve.port}"
-    serve.env["HUDDLE_PUBLIC_URL"] = serve.public_url
+    serve = HostedServe(
+        cloud.server,
+        tmp_path / "data",
+        admin_address="198.18.200.2",
+        env=env,
+        public_host=PUBLIC_IP,
+    )
     await serve.start()
     return serve, await serve.meet(http, "Across the NAT")
 

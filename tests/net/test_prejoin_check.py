@@ -46,9 +46,7 @@ async def test_with_udp_blocked_the_page_says_why_before_joining(
     lan: tuple[Host, Host], tmp_path: Path
 ) -> None:
     server, colleague = lan
-    serve = HostedServe(server, tmp_path / "data", admin_address=ADMIN)
-    serve.public_url = f"http://{SERVER}:{serve.port}"
-    serve.env["HUDDLE_PUBLIC_URL"] = serve.public_url
+    serve = HostedServe(server, tmp_path / "data", admin_address=ADMIN, public_host=SERVER)
     await serve.start()
     origin = serve.public_url
     try:

@@ -67,9 +67,7 @@ async def test_five_seconds_without_network_and_a_new_address_the_call_comes_bac
     lan: tuple[Host, Host, Network], tmp_path: Path
 ) -> None:
     server, colleague, _ = lan
-    serve = HostedServe(server, tmp_path / "data", admin_address=ADMIN)
-    serve.public_url = f"http://{SERVER}:{serve.port}"
-    serve.env["HUDDLE_PUBLIC_URL"] = serve.public_url
+    serve = HostedServe(server, tmp_path / "data", admin_address=ADMIN, public_host=SERVER)
     await serve.start()
     origin = serve.public_url
     try:

@@ -94,9 +94,8 @@ async def test_udp_blocked_then_only_tls_on_443_the_call_goes_through_the_relay(
         tmp_path / "data",
         admin_address=ADMIN,
         env={"HUDDLE_TURN_URLS": turn_urls, "HUDDLE_TURN_SECRET": SECRET},
+        public_host=SERVER,
     )
-    serve.public_url = f"http://{SERVER}:{serve.port}"
-    serve.env["HUDDLE_PUBLIC_URL"] = serve.public_url
     await serve.start()
     origin = serve.public_url
     # The colleague's browser trusts the CA of coturn's certificate, as a managed laptop would.
