@@ -294,8 +294,14 @@ async def test_waiting_room_guest_link_and_passcode_from_the_channel(
         async with HuddleClient(card_url, "Dave", publish_video=False) as dave:
             await dave.join()
             assert dave.you is not None and dave.you["role"] == "participant"
-    [shown] = [p for p in await huddle.history("general") if p["id"] == card["id"]]
-    assert "waiting room" not in shown["text"]
+    # The card is edited through the outbox, after the reply: wait for the edit to arrive.
+    async with asyncio.timeout(30):
+        while True:
+            await huddle.parts.huddles.wait_idle()
+            [shown] = [p for p in await huddle.history("general") if p["id"] == card["id"]]
+            if "waiting room" not in shown["text"]:
+                break
+            await asyncio.sleep(0.2)
 
 
 async def test_the_chat_stays_out_of_the_notes_when_the_host_says_so(
