@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 
+#: RNNoise in an AudioWorklet (the page's noise suppression), as npm ships it.
+NOISE_SUPPRESSOR = "vendor/web-noise-suppressor-0.4.1"
+
 #: The only files /media/web/ serves: name -> (path under media/web/, content type).
 STATIC_FILES = {
     "huddle.js": ("huddle.js", "text/javascript"),
@@ -59,6 +62,11 @@ STATIC_FILES = {
     "refusal.css": ("refusal.css", "text/css"),
     # Pinned releases from the npm registry, with their licences (media/web/vendor/README.md).
     "yjs.mjs": ("vendor/yjs-13.6.33.mjs", "text/javascript"),
+    "noise.mjs": ("noise.mjs", "text/javascript"),
+    "noise-suppressor.mjs": (f"{NOISE_SUPPRESSOR}/index.js", "text/javascript"),
+    "rnnoise-worklet.js": (f"{NOISE_SUPPRESSOR}/rnnoise-worklet.js", "text/javascript"),
+    "rnnoise.wasm": (f"{NOISE_SUPPRESSOR}/rnnoise.wasm", "application/wasm"),
+    "rnnoise_simd.wasm": (f"{NOISE_SUPPRESSOR}/rnnoise_simd.wasm", "application/wasm"),
 }
 
 #: The join link carries the token in its query string: keep it out of Referer headers and caches.
@@ -68,12 +76,13 @@ PRIVATE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-#: Only our own files may run: no inline script, no third-party origin. 'unsafe-eval' is there only
+#: Only our own files may run: no inline script, no third-party origin. 'wasm-unsafe-eval' lets the
+#: page compile our own WebAssembly (the RNNoise noise filter). 'unsafe-eval' is there only
 #: because browser automation (Playwright's wait_for_function) evaluates with eval(); the client
 #: itself never does, and without inline scripts nobody else can put code on the page to eval.
 JOIN_PAGE_CSP = (
     "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob: mediastream:; "
-    "img-src 'self' data:; style-src 'self'; script-src 'self' 'unsafe-eval'; "
+    "img-src 'self' data:; style-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
     "frame-ancestors 'none'"
 )
 

@@ -41,6 +41,9 @@
     outputLabel: $("output-label"),
     joinMuted: $("join-muted"),
     joinCameraOff: $("join-camera-off"),
+    noiseToggle: $("noise-toggle"),
+    noiseLabel: $("noise-label"),
+    noiseButton: $("noise-button"),
     connectionCheck: $("connection-check"),
     call: $("call"),
     count: $("call-count"),
@@ -97,6 +100,10 @@
     pc: null,
     ws: null,
     local: null, // MediaStream from getUserMedia, or null
+    micSender: null, // the RTCRtpSender of our microphone (not of a shared tab's audio)
+    cameraSender: null, // and of our camera (not of a shared screen)
+    noise: null, // the running noise filter ({track, feed, resume, close}), or null
+    wantNoise: false, // noise suppression asked for (it may still be starting)
     you: null, // participant object
     participants: new Map(), // id -> participant object, others, in joining order
     streams: new Map(), // mid -> {participant, kind, track}
@@ -146,6 +153,7 @@
     get room() { return { ...state.room }; },
     get speaker() { return state.speaker; },
     get sharing() { return !!state.screen; },
+    get noiseSuppression() { return !!state.noise && state.micSender && state.micSender.track === state.noise.track; },
     get reconnecting() { return !!state.recovering; },
     get waiting() { return state.waitingList.map((w) => ({ ...w })); },
   });
@@ -244,6 +252,7 @@
       console.warn("level meter", err);
     }
     listDevices().catch((err) => console.warn("devices", err));
+    offerNoise();
   }
 
   // -- the pre-join check: a live microphone level, device choice, join muted ------------------
@@ -315,11 +324,17 @@
       old.stop();
     }
     state.local.addTrack(track);
+    if (mediaKind === "audio") {
+      track.enabled = state.audio;
+      // The filter, if on, takes the new microphone; what is sent stays its output.
+      if (state.noise) state.noise.feed(track);
+      await sendAudio();
+      watchLevel(new MediaStream([outgoingAudio()]));
+      return;
+    }
     // The publishing connection sends the new device without renegotiating.
-    const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === mediaKind);
-    if (sender) await sender.replaceTrack(track);
-    if (mediaKind === "audio") watchLevel(state.local);
-    else ui.preview.srcObject = state.local;
+    if (state.cameraSender) await state.cameraSender.replaceTrack(track);
+    ui.preview.srcObject = state.local;
   }
 
   ui.audioSelect.addEventListener("change", () => switchDevice("audioinput", ui.audioSelect.value));
@@ -343,6 +358,7 @@
     }
     ui.join.disabled = true;
     ui.prejoinStatus.textContent = "Joining…";
+    if (state.noise) state.noise.resume(); // a click: the browser lets audio run now
     // "Join with the microphone / camera off": the tracks are sent disabled from the start.
     if (ui.joinMuted.checked) setMicrophone(false);
     if (ui.joinCameraOff.checked && state.local) {
@@ -439,6 +455,7 @@
     state.mediaUp = false;
     state.publish = new Map();
     state.streams = new Map();
+    state.micSender = state.cameraSender = null;
     clearTimeout(state.stallTimer);
     pc.close();
   }
@@ -622,8 +639,14 @@
     });
     const tracks = state.local ? state.local.getTracks() : [];
     for (const track of tracks) {
-      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [state.local] });
-      if (track.kind === "video") preferVp8(transceiver);
+      const sent = track.kind === "audio" ? outgoingAudio() : track;
+      const transceiver = pc.addTransceiver(sent, { direction: "sendonly", streams: [state.local] });
+      if (track.kind === "video") {
+        preferVp8(transceiver);
+        state.cameraSender = transceiver.sender;
+      } else {
+        state.micSender = transceiver.sender;
+      }
     }
     if (!tracks.length) {
       // The first offer needs one media section; a viewer offers to receive audio.
@@ -1094,6 +1117,7 @@
   function setMicrophone(on) {
     state.audio = on && !!(state.local && state.local.getAudioTracks().length);
     for (const t of state.local ? state.local.getAudioTracks() : []) t.enabled = state.audio;
+    if (state.noise) state.noise.track.enabled = state.audio;
   }
 
   ui.mute.addEventListener("click", () => {
@@ -1108,6 +1132,74 @@
   });
 
   ui.muteAll.addEventListener("click", () => send({ type: "mute-all" }));
+
+  // -- noise suppression: the microphone through RNNoise (noise.mjs), sent in its place ---------
+
+  function outgoingAudio() {
+    // What the others hear: the filter's output while it runs, else the microphone itself.
+    if (state.noise) return state.noise.track;
+    return state.local ? state.local.getAudioTracks()[0] || null : null;
+  }
+
+  async function sendAudio() {
+    const track = outgoingAudio();
+    if (track) track.enabled = state.audio;
+    if (state.micSender && track && state.micSender.track !== track) await state.micSender.replaceTrack(track);
+  }
+
+  function showNoise() {
+    ui.noiseToggle.checked = state.wantNoise;
+    ui.noiseButton.setAttribute("aria-pressed", String(state.wantNoise));
+    ui.noiseButton.textContent = state.wantNoise ? "Noise filter on" : "Noise filter";
+  }
+
+  async function setNoise(on) {
+    // Off by default: the filter costs processing a phone may not spare. The choice is kept.
+    state.wantNoise = on;
+    remember("noise", on ? "on" : "off");
+    showNoise();
+    const microphone = state.local && state.local.getAudioTracks()[0];
+    if (on && !state.noise && microphone) {
+      let filter;
+      try {
+        const { startFilter } = await import(new URL("noise.mjs", SCRIPT_URL).href);
+        filter = await startFilter(microphone);
+      } catch (err) {
+        console.warn("noise filter", err);
+        state.wantNoise = false;
+        showNoise();
+        showToast("Noise suppression could not start in this browser.");
+        return;
+      }
+      if (!state.wantNoise || state.finished || state.noise) {
+        filter.close(); // switched off (or started twice) while it loaded
+        return;
+      }
+      state.noise = filter;
+    } else if (!on && state.noise) {
+      const filter = state.noise;
+      state.noise = null;
+      await sendAudio();
+      filter.close();
+      watchLevel(new MediaStream([outgoingAudio()]));
+      return;
+    }
+    await sendAudio();
+    if (outgoingAudio()) watchLevel(new MediaStream([outgoingAudio()]));
+  }
+
+  function offerNoise() {
+    // Shown only where it can run and there is a microphone to filter: never a dead control.
+    const can = !!(window.AudioWorkletNode && window.WebAssembly && state.local && state.local.getAudioTracks().length);
+    ui.noiseToggle.hidden = ui.noiseLabel.hidden = ui.noiseButton.hidden = !can;
+    if (can && saved("noise") === "on") setNoise(true);
+  }
+
+  ui.noiseToggle.addEventListener("change", () => setNoise(ui.noiseToggle.checked));
+  ui.noiseButton.addEventListener("click", () => {
+    if (state.noise) state.noise.resume();
+    setNoise(!state.wantNoise);
+  });
   ui.details.addEventListener("click", () => {
     state.details = !state.details;
     updateButtons();
@@ -1609,6 +1701,7 @@
     if (state.ws) state.ws.close();
     if (state.pc) state.pc.close();
     if (state.local) for (const t of state.local.getTracks()) t.stop();
+    if (state.noise) state.noise.close();
     if (state.screen) for (const t of state.screen.getTracks()) t.stop();
     for (const tile of [...state.tiles.values(), ...state.screenTiles.values()]) tile.video.srcObject = null;
     ui.prejoin.hidden = true;
