@@ -59,6 +59,8 @@
     notesStatus: $("notes-status"),
     notesButton: $("notes-button"),
     leave: $("leave-button"),
+    controls: $("controls"),
+    more: $("more-button"),
     end: $("end-button"),
     hostControls: $("host-controls"),
     muteAll: $("mute-all-button"),
@@ -1098,7 +1100,8 @@
   function layout() {
     // Pick the column count that gives the largest 4:3 tiles that all fit on screen.
     const n = state.tiles.size || 1;
-    const width = ui.grid.clientWidth || window.innerWidth;
+    // The grid's box less its padding (8 px each side): tiles never overflow it sideways.
+    const width = (ui.grid.clientWidth || window.innerWidth) - 16;
     const height = ui.grid.clientHeight || window.innerHeight;
     const gap = 8;
     let best = { cols: 1, tileWidth: 0 };
@@ -1111,6 +1114,15 @@
     ui.grid.style.setProperty("--tile-width", `${Math.max(80, Math.floor(best.tileWidth))}px`);
   }
   window.addEventListener("resize", layout);
+  // Panels opening, More unfolding, a phone turning: whatever changes the grid's room.
+  if (window.ResizeObserver) new ResizeObserver(() => layout()).observe(ui.grid);
+
+  ui.more.addEventListener("click", () => {
+    const open = !ui.controls.classList.contains("expanded");
+    ui.controls.classList.toggle("expanded", open);
+    ui.more.setAttribute("aria-expanded", String(open));
+    ui.more.textContent = open ? "Less" : "More";
+  });
 
   // -- controls -----------------------------------------------------------------------------------
 
@@ -1651,8 +1663,9 @@
   function updateButtons() {
     const hasAudio = !!(state.local && state.local.getAudioTracks().length);
     const hasVideo = !!(state.local && state.local.getVideoTracks().length);
-    ui.mute.disabled = !hasAudio;
-    ui.camera.disabled = !hasVideo;
+    // No microphone or camera: no button for it (a button that cannot work is not shown).
+    ui.mute.hidden = !hasAudio;
+    ui.camera.hidden = !hasVideo;
     ui.mute.textContent = state.audio ? "Mute" : "Unmute";
     ui.mute.setAttribute("aria-pressed", String(!state.audio));
     ui.camera.textContent = state.video ? "Camera off" : "Camera on";
