@@ -32,9 +32,10 @@ $(VENV)/.installed: pyproject.toml media/_fanout.c
 # Debian packages the tests run: Chromium (browser tests; Playwright's own browser download is not
 # used), Caddy and nginx (in front of huddle, from manifests/), certutil from libnss3-tools (a
 # browser that trusts a test CA), systemd-analyze from systemd (manifests/huddle.service), coturn
-# (the TURN server of tests/net), nftables and iproute2 (the namespaces, NAT and drops of tests/net).
+# (the TURN server of tests/net), nftables and iproute2 (the namespaces, NAT and drops of tests/net),
+# espeak-ng (speech that a fake microphone plays).
 # Append to the list; only the missing ones are installed.
-TEST_DEBS := chromium caddy nginx-light libnss3-tools systemd coturn nftables iproute2
+TEST_DEBS := chromium caddy nginx-light libnss3-tools systemd coturn nftables iproute2 espeak-ng
 
 test-debs:
 	@missing=$$(for deb in $(TEST_DEBS); do \

@@ -53,7 +53,6 @@ into a share of the CPU per forwarded packet. Progress goes to stderr.
 """
 
 from __future__ import annotations
-import __future__
 
 import argparse
 import asyncio
@@ -65,11 +64,10 @@ import random
 import socket
 import statistics
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
-from types import FunctionType, SimpleNamespace
+from types import CodeType, FunctionType, SimpleNamespace
 from typing import Any, cast
 
 from aiortc import (
@@ -124,47 +122,49 @@ def _emit(line: dict[str, Any]) -> None:
 # -- the two variants ----------------------------------------------------------------------------
 
 
-def _compile_method(name: str, drop: tuple[str, ...]) -> tuple[FunctionType, int]:
-    """``TrackForwarder.<name>`` compiled anew from its source without the lines in ``drop``.
+def _compile_methods(drop: tuple[str, ...]) -> tuple[dict[str, FunctionType], int]:
+    """The per-packet methods of TrackForwarder, compiled anew from media/forwarding.py.
 
-    Returns the function and how many lines were dropped. Compiled at the source's own line
-    numbers, file and ``from __future__ import annotations``, in the module's globals: without
-    ``drop`` the code object equals the module's.
+    The whole file is compiled, as Python compiles the module (the compiler's choices depend on
+    the names around a function: ``fanout.forward`` is not called as a method because ``fanout``
+    is an import), with the lines in ``drop`` removed from ``_forward`` only. The functions get the
+    module's globals. Returns them and how many lines were removed.
     """
-    original = getattr(TrackForwarder, name)
-    lines, first_line = inspect.getsourcelines(original)
-    kept = [line for line in lines if line.strip() not in drop]
-    source = textwrap.dedent("".join(kept))
-    # Private names would be mangled inside the class, not here: there must be none.
-    assert "self.__" not in source, f"{name} uses a mangled name"
-    code = compile(
-        "\n" * (first_line - 1) + source,
-        inspect.getsourcefile(original) or "<forwarding>",
-        "exec",
-        flags=__future__.annotations.compiler_flag,
-        dont_inherit=True,
+    path = inspect.getsourcefile(forwarding)
+    assert path is not None
+    with open(path) as file:
+        lines = file.readlines()
+    body, first = inspect.getsourcelines(TrackForwarder._forward)
+    start, end = first - 1, first - 1 + len(body)
+    kept = [line for line in lines[start:end] if line.strip() not in drop]
+    source = "".join(lines[:start] + kept + lines[end:])
+    module = compile(source, path, "exec", dont_inherit=True)
+    (cls,) = (
+        c for c in module.co_consts if isinstance(c, CodeType) and c.co_name == "TrackForwarder"
     )
-    namespace: dict[str, Any] = {}
-    exec(code, vars(forwarding), namespace)
-    function = namespace[name]
-    assert isinstance(function, FunctionType)
-    return function, len(lines) - len(kept)
+    codes = {c.co_name: c for c in cls.co_consts if isinstance(c, CodeType)}
+    functions = {}
+    for name in PER_PACKET_METHODS:
+        original = getattr(TrackForwarder, name)
+        assert not codes[name].co_freevars, f"{name} has a closure"
+        function = FunctionType(codes[name], vars(forwarding), name, original.__defaults__)
+        function.__qualname__ = original.__qualname__
+        functions[name] = function
+    return functions, (end - start) - len(kept)
 
 
 def build_variants() -> dict[str, type[TrackForwarder]]:
     """``shipped`` and ``no_level_sums``: subclasses of TrackForwarder with their own per-packet
-    code (checked as described in the module's docstring)."""
-    shipped: dict[str, Any] = {}
-    stripped: dict[str, Any] = {}
+    code (checked: ``shipped``'s code objects equal the module's; two lines fewer in the other)."""
+    shipped, none_dropped = _compile_methods(())
+    assert none_dropped == 0
+    for name, function in shipped.items():
+        assert function.__code__ == getattr(TrackForwarder, name).__code__, f"{name} differs"
+    stripped, dropped = _compile_methods(LEVEL_SUMS)
+    assert dropped == len(LEVEL_SUMS), f"{dropped} lines removed, expected {len(LEVEL_SUMS)}"
     for name in PER_PACKET_METHODS:
-        same, none_dropped = _compile_method(name, ())
-        assert none_dropped == 0
-        assert same.__code__ == getattr(TrackForwarder, name).__code__, f"{name} is not as shipped"
-        shipped[name] = same
-        without, dropped = _compile_method(name, LEVEL_SUMS)
-        expected = len(LEVEL_SUMS) if name == "_forward" else 0
-        assert dropped == expected, f"{name}: {dropped} lines removed, expected {expected}"
-        stripped[name] = without
+        same = stripped[name].__code__ == shipped[name].__code__
+        assert same == (name != "_forward"), f"{name}: unexpected difference"
     return {
         "shipped": cast(type[TrackForwarder], type("ShippedForwarder", (TrackForwarder,), shipped)),
         "no_level_sums": cast(

@@ -8,10 +8,8 @@ lets it in again once unlocked.
 from __future__ import annotations
 
 import asyncio
-import math
-import struct
+import subprocess
 import time
-import wave
 from pathlib import Path
 
 import pytest
@@ -241,17 +239,14 @@ async def test_a_raised_hand_shows_in_order_for_everyone_and_the_host_lowers_it(
         await alice.locator(".tile.hand").wait_for(state="detached")
 
 
-def _tone(path: Path, seconds: float = 20.0) -> Path:
-    """A steady 440 Hz tone at about -12 dBFS, as a fake microphone plays it (looped)."""
-    rate = 48000
-    frames = bytearray()
-    for n in range(int(rate * seconds)):
-        frames += struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(bytes(frames))
+def _speech(path: Path) -> Path:
+    """A few sentences of speech (espeak-ng, which `make test` installs), as a fake microphone
+    plays it (looped): pauses between words and all."""
+    text = (
+        "Good morning everyone. Let us start with the numbers from last week, "
+        "then the plan for the release, and then questions."
+    )
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), text], check=True)
     return path
 
 
@@ -262,12 +257,12 @@ async def test_the_one_talking_is_named_the_speaker_and_their_tile_lights_up(
 
     from tests.conftest import CHROMIUM_ARGS, chromium_path
 
-    tone = _tone(tmp_path / "voice.wav")
+    voice = _speech(tmp_path / "voice.wav")
     async with media_app() as app, async_playwright() as pw:
-        # A browser whose fake microphone plays the tone: everyone in it "talks".
+        # A browser whose fake microphone plays the speech: everyone in it talks.
         talking = await pw.chromium.launch(
             executable_path=chromium_path(),
-            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={tone}"],
+            args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={voice}"],
         )
         quiet = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
