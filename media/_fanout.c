@@ -55,6 +55,9 @@ typedef struct {
     unsigned long ts_offset;
     unsigned int start_seq;
     unsigned char payload_types[128];
+    /* VP8 picture ID and TL0PICIDX offsets: the stream continues across a change of source. */
+    unsigned int pid_offset;
+    unsigned int tl0_offset;
     /* The wire: checked before every copy. */
     PyObject *sender;
     PyObject *dtls;
@@ -77,6 +80,8 @@ typedef struct {
     unsigned long rtp_timestamp;
     unsigned long long ntp;
     int seq; /* highest sequence number sent, -1 before the first */
+    int pid; /* VP8 picture ID of that packet, -1 if none yet */
+    int tl0; /* and its TL0PICIDX, -1 if none yet */
     unsigned char buffer[BUFFER_SIZE];
 } Lane;
 
@@ -104,6 +109,10 @@ static int Lane_init(Lane *self, PyObject *args, PyObject *kwds) {
     self->header_size = 0;
     self->ready = 0;
     self->seq = -1;
+    self->pid = -1;
+    self->tl0 = -1;
+    self->pid_offset = 0;
+    self->tl0_offset = 0;
     return 0;
 }
 
@@ -153,15 +162,18 @@ static PyObject *Lane_configure(Lane *self, PyObject *args) {
 }
 
 PyDoc_STRVAR(bind_doc,
-             "bind(seq_offset, ts_offset, start_seq, payload_types)\n\nThe offsets of the "
-             "publisher this sender now forwards, and its payload type map (128 bytes, 255: "
-             "not forwarded).");
+             "bind(seq_offset, ts_offset, start_seq, payload_types, pid_offset=0, tl0_offset=0)"
+             "\n\nThe offsets of the publisher this sender now forwards (sequence number, "
+             "timestamp, VP8 picture ID and TL0PICIDX), and its payload type map (128 bytes, "
+             "255: not forwarded).");
 
 static PyObject *Lane_bind(Lane *self, PyObject *args) {
-    unsigned int seq_offset, start_seq;
+    unsigned int seq_offset, start_seq, pid_offset = 0, tl0_offset = 0;
     unsigned long ts_offset;
     Py_buffer map;
-    if (!PyArg_ParseTuple(args, "IkIy*", &seq_offset, &ts_offset, &start_seq, &map)) return NULL;
+    if (!PyArg_ParseTuple(args, "IkIy*|II", &seq_offset, &ts_offset, &start_seq, &map,
+                          &pid_offset, &tl0_offset))
+        return NULL;
     if (map.len != 128) {
         PyBuffer_Release(&map);
         PyErr_SetString(PyExc_ValueError, "payload type map must be 128 bytes");
@@ -172,6 +184,8 @@ static PyObject *Lane_bind(Lane *self, PyObject *args) {
     self->seq_offset = seq_offset & 0xFFFF;
     self->ts_offset = ts_offset & 0xFFFFFFFFUL;
     self->start_seq = start_seq & 0xFFFF;
+    self->pid_offset = pid_offset & 0x7FFF;
+    self->tl0_offset = tl0_offset & 0xFF;
     Py_RETURN_NONE;
 }
 
@@ -279,8 +293,13 @@ static PyObject *fanout_forward(PyObject *module, PyObject *args) {
     long long ext_value;
     unsigned long long ntp;
     int in_order;
-    if (!PyArg_ParseTuple(args, "O!y*IIkILKp", &PyTuple_Type, &lanes, &payload, &pt, &seq, &ts,
-                          &marker, &ext_value, &ntp, &in_order))
+    /* Where the VP8 descriptor holds the picture ID (-1: none; 15 bits if pid_long) and the
+       TL0PICIDX (-1: none), and their values in this packet. */
+    int pid_at = -1, pid_long = 0, tl0_at = -1;
+    unsigned int pid = 0, tl0 = 0;
+    if (!PyArg_ParseTuple(args, "O!y*IIkILKp|ipIiI", &PyTuple_Type, &lanes, &payload, &pt, &seq,
+                          &ts, &marker, &ext_value, &ntp, &in_order, &pid_at, &pid_long, &pid,
+                          &tl0_at, &tl0))
         return NULL;
     if (srtp_protect_fn == NULL || connected_state == NULL) {
         PyBuffer_Release(&payload);
@@ -289,6 +308,8 @@ static PyObject *fanout_forward(PyObject *module, PyObject *args) {
     }
     Py_ssize_t count = PyTuple_GET_SIZE(lanes);
     Py_ssize_t payload_size = payload.len;
+    if (pid_at >= 0 && pid_at + (pid_long ? 2 : 1) > payload_size) pid_at = -1;
+    if (tl0_at >= 0 && tl0_at >= payload_size) tl0_at = -1;
     long long sent = 0, sent_bytes = 0, dropped = 0;
     PyObject *left = NULL;
     seq &= 0xFFFF;
@@ -352,6 +373,22 @@ static PyObject *fanout_forward(PyObject *module, PyObject *args) {
         buffer[18] = (word >> 8) & 0xFF;
         buffer[19] = word & 0xFF;
         memcpy(buffer + lane->header_size, payload.buf, payload_size);
+        int out_pid = -1, out_tl0 = -1;
+        if (pid_at >= 0) {
+            unsigned char *at = buffer + lane->header_size + pid_at;
+            if (pid_long) {
+                out_pid = (int)((pid + lane->pid_offset) & 0x7FFF);
+                at[0] = 0x80 | (unsigned char)(out_pid >> 8);
+                at[1] = out_pid & 0xFF;
+            } else {
+                out_pid = (int)((pid + lane->pid_offset) & 0x7F);
+                at[0] = (unsigned char)out_pid;
+            }
+        }
+        if (tl0_at >= 0) {
+            out_tl0 = (int)((tl0 + lane->tl0_offset) & 0xFF);
+            buffer[lane->header_size + tl0_at] = (unsigned char)out_tl0;
+        }
         int length = (int)size;
         if (srtp_protect_fn(lane->srtp, buffer, &length) != 0) {
             dropped++; /* refused by libsrtp: gone, as a lost packet; NACK/PLI repair it */
@@ -381,6 +418,8 @@ static PyObject *fanout_forward(PyObject *module, PyObject *args) {
             lane->seq = (int)out_seq;
             lane->rtp_timestamp = out_ts;
             lane->ntp = ntp;
+            if (out_pid >= 0) lane->pid = out_pid;
+            if (out_tl0 >= 0) lane->tl0 = out_tl0;
         }
         sent++;
         sent_bytes += size;
@@ -425,6 +464,8 @@ static PyMemberDef Lane_members[] = {
     {"rtp_timestamp", T_ULONG, offsetof(Lane, rtp_timestamp), 0, "Last RTP timestamp sent."},
     {"ntp", T_ULONGLONG, offsetof(Lane, ntp), 0, "NTP time of that packet."},
     {"seq", T_INT, offsetof(Lane, seq), 0, "Highest sequence number sent, -1 before any."},
+    {"pid", T_INT, offsetof(Lane, pid), 0, "VP8 picture ID of that packet, -1 if none yet."},
+    {"tl0", T_INT, offsetof(Lane, tl0), 0, "VP8 TL0PICIDX of that packet, -1 if none yet."},
     {NULL},
 };
 

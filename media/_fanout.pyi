@@ -11,10 +11,19 @@ class Lane:
     rtp_timestamp: int
     ntp: int
     seq: int
+    pid: int
+    tl0: int
     def __init__(self, sender: object) -> None: ...
     def configure(self, header: bytes, word_hi: int, /) -> None: ...
     def bind(
-        self, seq_offset: int, ts_offset: int, start_seq: int, payload_types: bytes, /
+        self,
+        seq_offset: int,
+        ts_offset: int,
+        start_seq: int,
+        payload_types: bytes,
+        pid_offset: int = 0,
+        tl0_offset: int = 0,
+        /,
     ) -> None: ...
     def adopt(
         self,
@@ -44,5 +53,10 @@ def forward(
     ext_value: int,
     ntp: int,
     in_order: bool,
+    pid_at: int = -1,
+    pid_long: bool = False,
+    pid: int = 0,
+    tl0_at: int = -1,
+    tl0: int = 0,
     /,
 ) -> tuple[int, int, int, list[int] | None]: ...

@@ -36,9 +36,11 @@ class PyLane:
         "ntp",
         "octets",
         "packets",
+        "pid",
         "ready",
         "rtp_timestamp",
         "seq",
+        "tl0",
         "wire_bytes",
         "wire_packets",
     )
@@ -52,11 +54,21 @@ class PyLane:
         self.rtp_timestamp = 0
         self.ntp = 0
         self.seq = -1
+        self.pid = -1  # VP8 picture ID of the last packet sent in order, -1 if none yet
+        self.tl0 = -1  # and its TL0PICIDX
 
     def configure(self, header: bytes, word_hi: int) -> None:
         """The C lane's header template; nothing to keep in Python."""
 
-    def bind(self, seq_offset: int, ts_offset: int, start_seq: int, payload_types: bytes) -> None:
+    def bind(
+        self,
+        seq_offset: int,
+        ts_offset: int,
+        start_seq: int,
+        payload_types: bytes,
+        pid_offset: int = 0,
+        tl0_offset: int = 0,
+    ) -> None:
         """The C lane's binding; the Python fan-out reads the binding itself."""
 
     def drop(self) -> None:
@@ -64,7 +76,8 @@ class PyLane:
 
 
 Lane: Any = PyLane
-#: ``forward(lanes, payload, pt, seq, ts, marker, ext_value, ntp, in_order)`` in C, or None.
+#: ``forward(lanes, payload, pt, seq, ts, marker, ext_value, ntp, in_order, pid_at, pid_long,
+#: pid, tl0_at, tl0)`` in C, or None.
 forward: Callable[..., tuple[int, int, int, list[int] | None]] | None = None
 
 if os.environ.get("HUDDLE_FANOUT", "c").lower() != "python":

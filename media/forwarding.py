@@ -73,7 +73,7 @@ from aiortc.rtp import (
 from aiortc.utils import random32
 from av.frame import Frame
 
-from media import fanout
+from media import fanout, vp8
 from media.keyframes import KeyframeRequests, KeyframeStartTest, keyframe_start_test
 from media.nacks import RETRY_SECONDS, MissingPackets
 from media.reports import ReportClock
@@ -432,7 +432,16 @@ class _SenderEgress:
 class _Binding:
     """One subscriber's sender attached to one publisher's track."""
 
-    __slots__ = ("egress", "forwarder", "payload_types", "seq_offset", "start_seq", "ts_offset")
+    __slots__ = (
+        "egress",
+        "forwarder",
+        "payload_types",
+        "pid_offset",
+        "seq_offset",
+        "start_seq",
+        "tl0_offset",
+        "ts_offset",
+    )
 
     def __init__(self, forwarder: TrackForwarder, egress: _SenderEgress) -> None:
         self.forwarder = forwarder
@@ -441,6 +450,9 @@ class _Binding:
         self.payload_types: dict[int, int] = {}
         self.seq_offset = 0
         self.ts_offset = 0
+        #: VP8 picture ID and TL0PICIDX offsets, so that they continue the sender's last source.
+        self.pid_offset = 0
+        self.tl0_offset = 0
         #: The publisher's sequence number of the first packet sent; older ones are not sent.
         self.start_seq = 0
 
@@ -451,6 +463,8 @@ class _Binding:
             self.ts_offset,
             self.start_seq,
             fanout.payload_type_map(self.payload_types),
+            self.pid_offset,
+            self.tl0_offset,
         )
 
 
@@ -493,6 +507,8 @@ class TrackForwarder:
         self._pending: list[Coroutine[Any, Any, None]] = []
 
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
+        #: Payload types whose packets carry a VP8 descriptor (picture IDs to keep continuous).
+        self._vp8: frozenset[int] = frozenset()
         self._rtx_apt: dict[int, int] = {}
         self._rtx_ssrc: dict[int, int] = {}
         self._keyframe_tests: dict[int, KeyframeStartTest | None] = {}
@@ -669,6 +685,9 @@ class TrackForwarder:
 
     def _learn_codecs(self, codecs: list[RTCRtpCodecParameters]) -> None:
         self._codecs = {c.payloadType: c for c in codecs if c.payloadType is not None}
+        self._vp8 = frozenset(
+            pt for pt, c in self._codecs.items() if c.mimeType.lower() == "video/vp8"
+        )
         self._rtx_apt = {}
         self._keyframe_tests = {}
         for pt, codec in self._codecs.items():
@@ -815,8 +834,11 @@ class TrackForwarder:
             self._max_seq = seq
 
         video = self._video
+        found = vp8.NO_DESCRIPTOR
         if video:
             ext_value = -1
+            if pt in self._vp8:
+                found = vp8.descriptor(payload)
             keyframe_test = self._keyframe_tests.get(pt)
             starts = keyframe_test is None or (in_order and keyframe_test(payload))
             if starts and keyframe_test is not None:
@@ -837,7 +859,7 @@ class TrackForwarder:
         ntp = 0
         if self._waiting and in_order and starts:
             ntp = _ntp_now()
-            self._start_waiting(seq, ts, pt, ntp)
+            self._start_waiting(seq, ts, pt, ntp, found)
 
         active = self._active
         if not active:
@@ -853,7 +875,20 @@ class TrackForwarder:
         if lanes is not None and fanout.forward is not None:
             # Every copy in C; what it leaves (no wire yet, a changed one, too long) in Python.
             sent, sent_bytes, dropped, left = fanout.forward(
-                lanes, payload, pt, seq, ts, marker, ext_value, ntp, in_order
+                lanes,
+                payload,
+                pt,
+                seq,
+                ts,
+                marker,
+                ext_value,
+                ntp,
+                in_order,
+                found.pid_at,
+                found.pid_long,
+                found.pid,
+                found.tl0_at,
+                found.tl0,
             )
             if left is not None:
                 more = self._send_copies(
@@ -866,11 +901,12 @@ class TrackForwarder:
                     ext_value,
                     ntp,
                     in_order,
+                    found,
                 )
                 sent, sent_bytes, dropped = sent + more[0], sent_bytes + more[1], dropped + more[2]
         else:
             sent, sent_bytes, dropped = self._send_copies(
-                active, payload, pt, seq, ts, marker, ext_value, ntp, in_order
+                active, payload, pt, seq, ts, marker, ext_value, ntp, in_order, found
             )
         stats.packets_forwarded += sent
         stats.bytes_forwarded += sent_bytes
@@ -887,6 +923,7 @@ class TrackForwarder:
         ext_value: int,
         ntp: int,
         in_order: bool,
+        found: vp8.Descriptor = vp8.NO_DESCRIPTOR,
     ) -> tuple[int, int, int]:
         """Send one packet's copies in Python: (sent, bytes sent, dropped).
 
@@ -896,6 +933,8 @@ class TrackForwarder:
         lend = self._lanes is not None
         marker_bit = 0x80 if marker else 0
         payload_size = len(payload)
+        original = payload
+        numbered = found.pid_at >= 0 or found.tl0_at >= 0
         sent = 0
         sent_bytes = 0
         dropped = 0
@@ -935,6 +974,9 @@ class TrackForwarder:
                 ext_word,
                 egress.mid_block,
             )
+            payload = original
+            if numbered:
+                payload = vp8.rewrite(original, found, binding.pid_offset, binding.tl0_offset)
             buffer[header.size : size] = payload
             if wire is not None and fast:
                 if not wire.send(size):
@@ -953,6 +995,11 @@ class TrackForwarder:
                 lane.seq = out_seq
                 lane.rtp_timestamp = out_ts
                 lane.ntp = ntp
+                if found.pid_at >= 0:
+                    mask = 0x7FFF if found.pid_long else 0x7F
+                    lane.pid = (found.pid + binding.pid_offset) & mask
+                if found.tl0_at >= 0:
+                    lane.tl0 = (found.tl0 + binding.tl0_offset) & 0xFF
             sent += 1
             sent_bytes += size
         return sent, sent_bytes, dropped
@@ -992,6 +1039,10 @@ class TrackForwarder:
         slot.sequence_number = out_seq
         slot.timestamp = (ts + binding.ts_offset) & 0xFFFFFFFF
         slot.marker = marker
+        if pt in self._vp8:
+            payload = vp8.rewrite(
+                payload, vp8.descriptor(payload), binding.pid_offset, binding.tl0_offset
+            )
         slot.payload = payload
         slot.payload_type = out_pt
 
@@ -1013,7 +1064,9 @@ class TrackForwarder:
         if self._keyframes is not None:
             self._keyframes.waiter_added()
 
-    def _start_waiting(self, seq: int, ts: int, pt: int, ntp: int) -> None:
+    def _start_waiting(
+        self, seq: int, ts: int, pt: int, ntp: int, found: vp8.Descriptor = vp8.NO_DESCRIPTOR
+    ) -> None:
         """Start every waiting subscriber whose sender is connected at this packet."""
         codec = self._codecs.get(pt)
         clock_rate = codec.clockRate if codec is not None else 90000
@@ -1022,11 +1075,18 @@ class TrackForwarder:
             return
         for binding in started:
             self._waiting.remove(binding)
-            self._start(binding, seq, ts, pt, ntp, clock_rate)
+            self._start(binding, seq, ts, pt, ntp, clock_rate, found)
         self._set_active(self._active + tuple(started))
 
     def _start(
-        self, binding: _Binding, seq: int, ts: int, pt: int, ntp: int, clock_rate: int
+        self,
+        binding: _Binding,
+        seq: int,
+        ts: int,
+        pt: int,
+        ntp: int,
+        clock_rate: int,
+        found: vp8.Descriptor = vp8.NO_DESCRIPTOR,
     ) -> None:
         egress = binding.egress
         sender = egress.sender
@@ -1043,6 +1103,15 @@ class TrackForwarder:
             first_ts = (lane.rtp_timestamp + max(1, round(elapsed * clock_rate))) & 0xFFFFFFFF
         binding.seq_offset = (first_seq - seq) & 0xFFFF
         binding.ts_offset = (first_ts - ts) & 0xFFFFFFFF
+        # The first frame from here follows the sender's last one: no jump a decoder would
+        # take for lost frames (a new sender just takes the publisher's own numbering).
+        lane = egress.lane
+        binding.pid_offset = 0
+        binding.tl0_offset = 0
+        if found.pid_at >= 0 and lane.pid >= 0:
+            binding.pid_offset = (lane.pid + 1 - found.pid) & 0x7FFF
+        if found.tl0_at >= 0 and lane.tl0 >= 0:
+            binding.tl0_offset = (lane.tl0 + 1 - found.tl0) & 0xFF
         binding.start_seq = seq
         binding.sync()
         out_pt = binding.payload_types.get(pt)

@@ -250,3 +250,21 @@ async def test_a_real_call_on_either_path(path: str) -> None:
             report = await transceiver.sender.getStats()
             outbound = next(s for s in report.values() if s.type == "outbound-rtp")
             assert outbound.packetsSent > 0
+
+
+async def test_a_lane_moves_vp8_picture_ids_as_python_does(rig: Rig) -> None:
+    from media.vp8 import descriptor, rewrite
+
+    rig.lend()
+    rig.lane.bind(1000, 5_000_000, 10, payload_type_map({96: 97}), 0x7FFF - 0x1230 + 1, 250)
+    payload = bytes([0x90, 0xE0, 0x80 | 0x12, 0x34, 200, 0x40]) + os.urandom(200)
+    found = descriptor(payload)
+    sent = _fanout.forward((rig.lane,), payload, 96, 20, 200, 1, 0x123456, 77, True, *found[:5])
+    assert sent[:3] == (1, HEADER.size + len(payload), 0)
+    moved = rewrite(payload, found, 0x7FFF - 0x1230 + 1, 250)
+    assert rig.received() == rig.expected(20, 200, 1, 0x123456, moved)
+    assert (descriptor(moved).pid, descriptor(moved).tl0) == (4, 194)
+    assert (rig.lane.pid, rig.lane.tl0) == (4, 194), "what the next source continues from"
+    # A descriptor past the payload's end (a lying caller) is not written.
+    assert _fanout.forward((rig.lane,), b"\x90", 96, 21, 210, 1, 0, 78, True, 5, True, 1, 9, 1)[0]
+    assert rig.received()[-1:] == b"\x90"

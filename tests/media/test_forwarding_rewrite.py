@@ -32,6 +32,7 @@ from media.forwarding import (
     share_payload_types,
     tap_publisher,
 )
+from media.vp8 import descriptor
 from tests.media.peers import NO_ICE_SERVERS, CapturingTransport
 
 pytestmark = pytest.mark.timeout(10)
@@ -253,7 +254,9 @@ async def test_a_new_publisher_ssrc_restarts_subscribers_at_a_keyframe(video: Ri
     await video.publish(vp8(9, DELTA, ssrc=0x9999))
 
     sent = video.sent()
-    assert [p.payload for p in sent] == [KEYFRAME, DELTA, KEYFRAME, DELTA]
+    # The same frames, their picture IDs continuing across the restart (300, 301, then 302).
+    assert [p.payload[4:] for p in sent] == [KEYFRAME[4:], DELTA[4:], KEYFRAME[4:], DELTA[4:]]
+    assert [descriptor(p.payload).pid for p in sent] == [300, 301, 302, 303]
     assert {p.ssrc for p in sent} == {video.transceiver.sender._ssrc}
     start = sent[0].sequence_number
     assert [(p.sequence_number - start) & 0xFFFF for p in sent] == [0, 1, 2, 3]
@@ -301,7 +304,9 @@ async def test_a_renegotiation_naming_the_publishers_ssrc_restarts_its_numbering
     await video.receiver.receive(video.receiver_parameters)
     await video.publish(vp8(40000, KEYFRAME))
     await video.publish(vp8(40001, DELTA))
-    assert [p.payload for p in video.sent()] == [KEYFRAME, KEYFRAME, DELTA]
+    sent = video.sent()
+    assert [p.payload[4:] for p in sent] == [KEYFRAME[4:], KEYFRAME[4:], DELTA[4:]]
+    assert [descriptor(p.payload).pid for p in sent] == [300, 301, 302]
 
 
 async def test_a_second_receivers_first_packets_are_not_taken_for_the_firsts(video: Rig) -> None:
@@ -316,3 +321,37 @@ async def test_a_second_receivers_first_packets_are_not_taken_for_the_firsts(vid
     # The publisher's retransmissions stay theirs, by SSRC, although the payload type is shared.
     rtx = wrap_rtx(vp8(6, DELTA), payload_type=97, sequence_number=1, ssrc=PUBLISHER_RTX_SSRC)
     assert router.route_rtp(rtx) is video.receiver
+
+
+def frame(picture_id: int, tl0: int, *, key: bool) -> bytes:
+    """A one-packet VP8 frame with a 15-bit picture ID and TL0PICIDX (as Chromium sends L1T3)."""
+    descriptor = bytes([0x90, 0xE0, 0x80 | (picture_id >> 8), picture_id & 0xFF, tl0, 0x00])
+    header = b"\x10\x02\x00\x9d\x01\x2a" if key else b"\x11\x02\x00"
+    return descriptor + header + bytes(50)
+
+
+async def test_a_sender_moved_to_another_source_continues_its_picture_ids(video: Rig) -> None:
+    """Switching a subscriber's source (another publisher, later another simulcast layer) must
+    not make VP8 picture IDs or TL0PICIDX jump: Chromium would wait for the "lost" frames."""
+    other = await make_rig("video")
+    try:
+        sender = video.transceiver.sender
+        video.forwarder.add_subscriber(sender)
+        await video.connect_sender()
+        await video.publish(vp8(100, frame(300, 40, key=True)))
+        await video.publish(vp8(101, frame(301, 41, key=False)))
+        # The sender now forwards the other publisher, whose numbering is its own.
+        other.forwarder.add_subscriber(sender)
+        await other.publish(vp8(5000, frame(9000, 7, key=False)))  # waits for a keyframe
+        await other.publish(vp8(5001, frame(9001, 8, key=True)))
+        await other.publish(vp8(5002, frame(9002, 9, key=False)))
+        # A retransmission from the new source is rewritten the same way.
+        await other.receiver._handle_rtp_packet(vp8(5002, frame(9002, 9, key=False)), 0)
+
+        sent = video.sent()
+        seen = [(descriptor(p.payload).pid, descriptor(p.payload).tl0) for p in sent]
+        assert seen[:4] == [(300, 40), (301, 41), (302, 42), (303, 43)], seen
+        start = sent[0].sequence_number
+        assert [(p.sequence_number - start) & 0xFFFF for p in sent[:4]] == [0, 1, 2, 3]
+    finally:
+        await other.pc.close()
