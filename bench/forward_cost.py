@@ -25,31 +25,37 @@ samples; every copy is counted there, so a copy the kernel dropped would show as
 
 The variants differ by exactly the work the speaker detection added to the per-packet path
 (commit abc5b51): two statements in ``TrackForwarder._forward``, ``self._loudness += 127 -
-level[1]`` and ``self._loud_packets += 1``, run once per publisher audio packet.
+level[1]`` and ``self._loud_packets += 1``, run once per publisher audio packet. Each variant is
+a code object for ``_forward``, compiled from media/forwarding.py as it is on disk:
 
-- ``shipped``: ``receive_rtp``, ``_take`` and ``_forward`` compiled from media/forwarding.py's
-  own source (checked to be the same code objects as the module's);
-- ``no_level_sums``: the same three compiled from the same source with those two lines removed
-  (checked: exactly two). Everything else stays, the reading of the level included, which was
-  there before (the level is copied into every forwarded audio packet). Feeding packets without
-  the extension instead would remove that too, and change what the fan-out writes.
+- ``shipped``: the file as it is (checked: equal to the module's own code object);
+- ``no_level_sums``: the file with those two lines removed (checked: exactly two). All else
+  stays, the reading of the level included: it was there before, since the level is copied into
+  every forwarded audio packet. Feeding packets without the extension instead would remove that
+  too, and change what the fan-out writes;
+- ``shipped_copy``: the file as it is, compiled a second time: a control. Its ratio to
+  ``shipped`` is what this bench reports for two identical codes (its resolution and bias).
 
-Each variant is a subclass of :class:`TrackForwarder` holding its own copies of the three
-functions; the two forwarders switch class before each sample. Each variant's code thus keeps its
-own warm specializations, and no class is modified (which would invalidate every cache).
+Before each sample the function's ``__code__`` is set to the variant's. The class and the
+forwarder instances stay as they are (changing a class would invalidate every specialization
+keyed on it; changing an instance's class would turn its attributes into a dict), each code
+object keeps its own warm specializations, and only the call site of ``_forward`` re-specializes.
+Between samples the room's work is done by hand: ``take_loudness()`` starts the sums again.
 
-Samples: one second of publisher traffic each (about 180 packets, times N copies), CPU time of
-this thread (``time.thread_time_ns``: the kernel's send path included, the clients' idle decoder
-threads not), in pairs whose order alternates (AB BA AB BA ...). Output, one JSON line each: a
-line per variant (CPU us per forwarded packet: median, quartiles, min), the ratio shipped /
-no_level_sums (ratio of medians, with a 95% bootstrap interval over pairs; min / min), and two
-finer checks: the added nanoseconds per audio packet measured alone (audio through the same path
-with no subscriber attached: the difference is the two statements), and the cost of one speaker
-window (the real ``Room._watch_speakers`` loop over N + 1 stand-in participants), both turned
-into a share of the CPU per forwarded packet. Progress goes to stderr.
+Samples: one second of publisher traffic each (168 packets by default, times N copies), CPU of this
+thread (``time.thread_time_ns``: the kernel's send path included, the clients' idle decoder
+threads not), in groups of one sample per variant, the six orders taken in turn (ABC ACB BAC
+BCA CAB CBA ...: drift and position fall on all alike). Output, one JSON line each: a line per
+variant (CPU us per forwarded packet: median, quartiles, min, max), the ratio shipped /
+no_level_sums and the control shipped_copy / shipped (ratio of medians with a 95% bootstrap
+interval over groups; min / min; median of the ratios within groups), and two finer checks: the
+added nanoseconds per audio packet measured alone (audio through the same path with no
+subscriber attached, so the two statements are a larger share of what is timed), and the cost of
+one speaker window (the real ``Room._watch_speakers`` loop over N + 1 stand-in participants),
+both turned into a share of the CPU per forwarded packet. Progress goes to stderr.
 
-    python -m bench.forward_cost                    # N=64, 40 pairs (about 2 minutes)
-    python -m bench.forward_cost --pairs 10 --n 8   # a smoke run
+    python -m bench.forward_cost                     # N=64, 200 groups (about a minute)
+    python -m bench.forward_cost --groups 12 --n 8   # a smoke run
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ import argparse
 import asyncio
 import gc
 import inspect
+import itertools
 import json
 import os
 import random
@@ -93,13 +100,15 @@ from media.ingress import Ingress
 from media.rooms import Room
 from media.speakers import WINDOW_SECONDS, ActiveSpeaker
 
-#: The per-packet methods each variant gets its own copy of (all a publisher packet runs through
-#: on the forwarder, from the ingress to the fan-out).
-PER_PACKET_METHODS = ("receive_rtp", "_take", "_forward")
+#: The function the variants swap the code of.
+_FORWARD = cast(FunctionType, vars(TrackForwarder)["_forward"])
+
 #: What the speaker detection added per packet (commit abc5b51), as lines of ``_forward``.
 LEVEL_SUMS = ("self._loudness += 127 - level[1]", "self._loud_packets += 1")
 #: The 5% bound of issue #14 on the increase of CPU per forwarded packet at N=64.
 BOUND = 1.05
+#: The variants, each a code object for ``TrackForwarder._forward`` (see the module docstring).
+VARIANTS = ("shipped", "no_level_sums", "shipped_copy")
 
 NO_ICE_SERVERS = RTCConfiguration(iceServers=[])
 #: aiortc's VP8 payloader: packets of at most this many payload bytes, descriptor included.
@@ -122,13 +131,13 @@ def _emit(line: dict[str, Any]) -> None:
 # -- the two variants ----------------------------------------------------------------------------
 
 
-def _compile_methods(drop: tuple[str, ...]) -> tuple[dict[str, FunctionType], int]:
-    """The per-packet methods of TrackForwarder, compiled anew from media/forwarding.py.
+def _compile_forward(drop: tuple[str, ...]) -> tuple[CodeType, int]:
+    """``TrackForwarder._forward``'s code, compiled anew from media/forwarding.py.
 
     The whole file is compiled, as Python compiles the module (the compiler's choices depend on
     the names around a function: ``fanout.forward`` is not called as a method because ``fanout``
-    is an import), with the lines in ``drop`` removed from ``_forward`` only. The functions get the
-    module's globals. Returns them and how many lines were removed.
+    is an import), with the lines in ``drop`` removed from ``_forward`` only. Returns the code
+    and how many lines were removed.
     """
     path = inspect.getsourcefile(forwarding)
     assert path is not None
@@ -142,35 +151,23 @@ def _compile_methods(drop: tuple[str, ...]) -> tuple[dict[str, FunctionType], in
     (cls,) = (
         c for c in module.co_consts if isinstance(c, CodeType) and c.co_name == "TrackForwarder"
     )
-    codes = {c.co_name: c for c in cls.co_consts if isinstance(c, CodeType)}
-    functions = {}
-    for name in PER_PACKET_METHODS:
-        original = getattr(TrackForwarder, name)
-        assert not codes[name].co_freevars, f"{name} has a closure"
-        function = FunctionType(codes[name], vars(forwarding), name, original.__defaults__)
-        function.__qualname__ = original.__qualname__
-        functions[name] = function
-    return functions, (end - start) - len(kept)
+    (code,) = (c for c in cls.co_consts if isinstance(c, CodeType) and c.co_name == "_forward")
+    return code, (end - start) - len(kept)
 
 
-def build_variants() -> dict[str, type[TrackForwarder]]:
-    """``shipped`` and ``no_level_sums``: subclasses of TrackForwarder with their own per-packet
-    code (checked: ``shipped``'s code objects equal the module's; two lines fewer in the other)."""
-    shipped, none_dropped = _compile_methods(())
-    assert none_dropped == 0
-    for name, function in shipped.items():
-        assert function.__code__ == getattr(TrackForwarder, name).__code__, f"{name} differs"
-    stripped, dropped = _compile_methods(LEVEL_SUMS)
+def build_variants() -> dict[str, CodeType]:
+    """``_forward``'s code for each variant: ``shipped`` and ``shipped_copy`` (two compilations
+    of the file as it is, equal to the module's: checked), ``no_level_sums`` (the same less the
+    two lines: checked)."""
+    variants: dict[str, CodeType] = {}
+    for name in ("shipped", "shipped_copy"):
+        code, none_dropped = _compile_forward(())
+        assert none_dropped == 0 and code == TrackForwarder._forward.__code__, "not as shipped"
+        variants[name] = code
+    stripped, dropped = _compile_forward(LEVEL_SUMS)
     assert dropped == len(LEVEL_SUMS), f"{dropped} lines removed, expected {len(LEVEL_SUMS)}"
-    for name in PER_PACKET_METHODS:
-        same = stripped[name].__code__ == shipped[name].__code__
-        assert same == (name != "_forward"), f"{name}: unexpected difference"
-    return {
-        "shipped": cast(type[TrackForwarder], type("ShippedForwarder", (TrackForwarder,), shipped)),
-        "no_level_sums": cast(
-            type[TrackForwarder], type("NoLevelSumsForwarder", (TrackForwarder,), stripped)
-        ),
-    }
+    variants["no_level_sums"] = stripped
+    return variants
 
 
 # -- connections ---------------------------------------------------------------------------------
@@ -411,7 +408,7 @@ class Options:
     """The command line."""
 
     n: int
-    pairs: int
+    groups: int
     video_kbps: int
     fps: int
     audio_pps: int
@@ -432,7 +429,7 @@ class Bench:
         publisher: Publisher,
         sinks: Sinks,
         stats: ForwardingStats,
-        variants: dict[str, type[TrackForwarder]],
+        variants: dict[str, CodeType],
     ) -> None:
         self.options = options
         self.publisher = publisher
@@ -443,26 +440,37 @@ class Bench:
         self.lost = 0
 
     def use(self, variant: str) -> None:
-        """Make both forwarders run ``variant``'s per-packet code."""
-        cls = self.variants[variant]
-        for forwarder in self.publisher.forwarders.values():
-            forwarder.__class__ = cls
+        """Make the forwarders run ``variant``'s ``_forward``.
+
+        The function keeps its identity and the class is not modified (which would invalidate
+        every specialization keyed on it); each code object keeps its own warm specializations.
+        Only the call site in ``_take`` re-specializes after a switch (the function's version
+        changes), alike for every variant.
+        """
+        _FORWARD.__code__ = self.variants[variant]
 
     async def drain(self) -> None:
         """Let the event loop run until the clients read every copy sent and the ingress's queue
         is empty (RTCP goes through it), so that each sample starts from a quiet loop."""
+        # What the room does every 250 ms: the sums start again from 0 (as they grow, their ints
+        # would cost more than in a room, where a window's sums stay small).
+        self.publisher.forwarders["audio"].take_loudness()
         queue = self.publisher.ingress._queue
         deadline = time.monotonic() + 10
-        target = self.stats.packets_forwarded
-        while self.sinks.received < target or queue.qsize():
+        while True:
+            for _ in range(3):
+                await asyncio.sleep(0)  # timers and tasks the sample left (REMB, RTCP)
+            # Checked last: from here to the timed part the loop does not run, so nothing can
+            # queue a datagram (with one queued, the ingress would leave every packet to
+            # aiortc's path, to keep them in order).
+            target = self.stats.packets_forwarded
+            if self.sinks.received >= target and not queue.qsize():
+                return
             if time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0)
         if self.sinks.received < target:
             self.lost += target - self.sinks.received
             self.sinks.received = target
-        for _ in range(3):
-            await asyncio.sleep(0)  # timers and tasks the sample left (REMB, RTCP)
 
     async def sample(self, variant: str, keyframe_first: bool = False) -> dict[str, int]:
         """One second of publisher traffic through ``variant``: CPU ns and copies sent."""
@@ -567,7 +575,7 @@ def _quantile(values: list[float], q: float) -> float:
 def bootstrap_ratio(
     a: list[float], b: list[float], rounds: int, rng: random.Random
 ) -> tuple[float, float]:
-    """95% interval of median(a) / median(b), resampling pairs (a[i], b[i]) with replacement."""
+    """95% interval of median(a) / median(b), resampling groups (a[i], b[i]) with replacement."""
     indices = range(len(a))
     ratios = []
     for _ in range(rounds):
@@ -612,10 +620,11 @@ def _others_pct(
 
 
 async def run(options: Options) -> int:
-    """Connect, warm up, measure the pairs and the finer checks; print the JSON lines."""
+    """Connect, warm up, measure the groups and the finer checks; print the JSON lines."""
     if c_forward is None:
         _progress("warning: media._fanout is not built (or HUDDLE_FANOUT=python): Python fan-out")
     variants = build_variants()
+    shipped_code = _FORWARD.__code__
     stats = ForwardingStats()
     started = time.monotonic()
     publisher = await start_publisher(stats)
@@ -636,37 +645,39 @@ async def run(options: Options) -> int:
         for forwarder in publisher.forwarders.values():
             active = len(forwarder._active)
             assert active == options.n, f"{forwarder.kind}: {active} of {options.n} started"
-        for variant in ("no_level_sums", "shipped", "no_level_sums", "shipped"):
+        for variant in VARIANTS * 2:
             await bench.sample(variant)
         # As `huddle serve` and bench/serve.py do after start-up.
         gc.collect()
         gc.freeze()
         bench.lost = 0
 
-        order = ("shipped", "no_level_sums")
-        per_copy: dict[str, list[float]] = {variant: [] for variant in order}
+        # Each group: one sample of every variant, in the six orders in turn (ABC ACB BAC ...),
+        # so that drift and position in the group fall on all alike.
+        orders = list(itertools.permutations(VARIANTS))
+        per_copy: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
         counts: dict[str, int] = {}
         before, wall_start = _cpu_busy(), time.monotonic()
-        for pair in range(options.pairs):
-            # AB BA AB BA ...: drift and order effects fall on both alike.
-            for variant in order if pair % 2 == 0 else order[::-1]:
+        for group in range(options.groups):
+            for variant in orders[group % len(orders)]:
                 result = await bench.sample(variant)
                 expected = result["datagrams"] * options.n
                 assert result["taken"] == result["datagrams"], result
                 assert result["copies"] == expected and result["dropped"] == 0, result
                 per_copy[variant].append(result["ns"] / result["copies"] / 1000)
                 counts = result
-            if (pair + 1) % 10 == 0:
-                _progress(f"{pair + 1} of {options.pairs} pairs")
+            if (group + 1) % 50 == 0:
+                _progress(f"{group + 1} of {options.groups} groups")
         await bench.drain()
         others = _others_pct(before, _cpu_busy(), time.monotonic() - wall_start)
 
-        isolated: dict[str, list[float]] = {variant: [] for variant in order}
-        for pair in range(options.pairs):
-            for variant in order if pair % 2 == 0 else order[::-1]:
+        isolated: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+        for group in range(options.groups):
+            for variant in orders[group % len(orders)]:
                 isolated[variant].append(await bench.isolated(variant))
         window_us = speaker_window_us(bench, options.n, options.windows)
     finally:
+        _FORWARD.__code__ = shipped_code
         for server, client in subscribers:
             await client.close()
             await server.close()
@@ -683,7 +694,7 @@ async def run(options: Options) -> int:
         "fanout": "c" if c_forward is not None else "python",
     }
     source = bench.source
-    for variant in order:
+    for variant in VARIANTS:
         values = per_copy[variant]
         _emit(
             {
@@ -701,47 +712,46 @@ async def run(options: Options) -> int:
                 "us_per_fwd_packet_max": round(max(values), 4),
             }
         )
-    a, b = per_copy["shipped"], per_copy["no_level_sums"]
-    low, high = bootstrap_ratio(a, b, options.bootstrap, random.Random(options.seed))
-    ratio = statistics.median(a) / statistics.median(b)
-    _emit(
-        {
+    rng = random.Random(options.seed)
+    # The result, then the control: two identical codes, whose ratio shows what this bench
+    # tells apart at all.
+    for variant, baseline in (("shipped", "no_level_sums"), ("shipped_copy", "shipped")):
+        a, b = per_copy[variant], per_copy[baseline]
+        low, high = bootstrap_ratio(a, b, options.bootstrap, rng)
+        line = {
             **common,
-            "result": "ratio",
-            "variant": "shipped",
-            "baseline": "no_level_sums",
-            "ratio_of_medians": round(ratio, 4),
+            "result": "ratio" if baseline == "no_level_sums" else "control_ratio",
+            "variant": variant,
+            "baseline": baseline,
+            "ratio_of_medians": round(statistics.median(a) / statistics.median(b), 4),
             "ratio_bootstrap_95": [round(low, 4), round(high, 4)],
             "ratio_of_mins": round(min(a) / min(b), 4),
-            "paired_ratio_median": round(
+            "group_ratio_median": round(
                 statistics.median(x / y for x, y in zip(a, b, strict=True)), 4
             ),
-            "bound": BOUND,
-            "within_bound": high <= BOUND,
-            "lost_copies": bench.lost,
-            **others,
         }
-    )
-    ns_a, ns_b = (
-        statistics.median(isolated["shipped"]),
-        statistics.median(isolated["no_level_sums"]),
-    )
-    added_ns = ns_a - ns_b
+        if baseline == "no_level_sums":
+            line |= {"bound": BOUND, "within_bound": high <= BOUND, "lost_copies": bench.lost}
+            line |= others
+        _emit(line)
+    baseline_us = statistics.median(per_copy["no_level_sums"])
+    ns = {variant: statistics.median(isolated[variant]) for variant in VARIANTS}
+    added_ns = ns["shipped"] - ns["no_level_sums"]
     # The added ns per audio packet, spread over every copy forwarded (N per publisher packet).
     copies_per_audio = (
         options.n * (source.audio_packets + source.video_packets) / source.audio_packets
     )
-    added_share = added_ns / copies_per_audio / (1000 * statistics.median(b))
     _emit(
         {
             **common,
             "result": "level_sums_isolated",
             "samples": len(isolated["shipped"]),
             "audio_packets_per_sample": options.isolated_packets,
-            "shipped_ns_per_audio_packet": round(ns_a, 1),
-            "no_level_sums_ns_per_audio_packet": round(ns_b, 1),
+            **{f"{variant}_ns_per_audio_packet": round(ns[variant], 1) for variant in VARIANTS},
             "added_ns_per_audio_packet": round(added_ns, 1),
-            "added_share_of_us_per_fwd_packet": round(added_share, 6),
+            "added_share_of_us_per_fwd_packet": round(
+                added_ns / copies_per_audio / (1000 * baseline_us), 6
+            ),
         }
     )
     windows_per_s = 1 / WINDOW_SECONDS
@@ -755,7 +765,7 @@ async def run(options: Options) -> int:
             "us_per_window": round(window_us, 2),
             "ns_per_fwd_packet": round(1000 * window_us * windows_per_s / copies_per_s, 3),
             "share_of_us_per_fwd_packet": round(
-                window_us * windows_per_s / copies_per_s / statistics.median(b), 6
+                window_us * windows_per_s / copies_per_s / baseline_us, 6
             ),
         }
     )
@@ -772,7 +782,9 @@ def parse_options(argv: list[str] | None = None) -> Options:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--n", type=int, default=64, help="subscribers (64)")
-    parser.add_argument("--pairs", type=int, default=40, help="A/B sample pairs (40)")
+    parser.add_argument(
+        "--groups", type=int, default=200, help="sample groups, one sample per variant (200)"
+    )
     parser.add_argument("--video-kbps", type=int, default=1100, help="publisher VP8 (1100)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--audio-pps", type=int, default=50, help="Opus packets/s (50)")
@@ -789,7 +801,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     return Options(
         n=args.n,
-        pairs=args.pairs,
+        groups=args.groups,
         video_kbps=args.video_kbps,
         fps=args.fps,
         audio_pps=args.audio_pps,
