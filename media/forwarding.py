@@ -34,7 +34,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -85,6 +85,7 @@ __all__ = [
     "TrackForwarder",
     "add_forwarding_transceiver",
     "forwarder_of",
+    "forwarding_source",
     "tap_publisher",
 ]
 
@@ -213,6 +214,7 @@ class _SenderEgress:
         "kind",
         "lane",
         "mid_block",
+        "pending",
         "ring",
         "rtx_payload_types",
         "send_rtp",
@@ -228,6 +230,8 @@ class _SenderEgress:
         self.kind = kind
         self.ssrc: int = sender._ssrc
         self.binding: _Binding | None = None
+        #: A seamless switch under way: the binding that takes over at its first keyframe.
+        self.pending: _Binding | None = None
         self.stats = ForwardingStats()  # replaced by the forwarder's on binding
         self.codecs: list[RTCRtpCodecParameters] = []
         self.rtx_payload_types: dict[int, int] = {}
@@ -437,6 +441,7 @@ class _Binding:
         "forwarder",
         "payload_types",
         "pid_offset",
+        "replaces",
         "seq_offset",
         "start_seq",
         "tl0_offset",
@@ -455,6 +460,8 @@ class _Binding:
         self.tl0_offset = 0
         #: The publisher's sequence number of the first packet sent; older ones are not sent.
         self.start_seq = 0
+        #: The binding (of another forwarder) still sending until this one starts.
+        self.replaces: _Binding | None = None
 
     def sync(self) -> None:
         """Tell the sender's lane (the C fan-out) this binding's offsets and payload types."""
@@ -490,7 +497,16 @@ class TrackForwarder:
     subscribers start at a keyframe, audio ones at the next packet.
     """
 
-    def __init__(self, receiver: RTCRtpReceiver, kind: MediaKind, stats: ForwardingStats) -> None:
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        kind: MediaKind,
+        stats: ForwardingStats,
+        *,
+        layer_of: TrackForwarder | None = None,
+    ) -> None:
+        """``layer_of``: this forwards one simulcast layer of that (tapping) forwarder's
+        publisher; it taps nothing itself and is fed by it (:mod:`media.simulcast`)."""
         self.kind: MediaKind = kind
         self.stats = stats
         self._receiver: Any = cast(Any, receiver)
@@ -504,7 +520,9 @@ class TrackForwarder:
         self._waiting: list[_Binding] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: What the packet being received left to await (sends that need a transport's await).
-        self._pending: list[Coroutine[Any, Any, None]] = []
+        self._pending: list[Coroutine[Any, Any, None]] = (
+            layer_of._pending if layer_of is not None else []
+        )
 
         self._codecs: dict[int, RTCRtpCodecParameters] = {}
         #: Payload types whose packets carry a VP8 descriptor (picture IDs to keep continuous).
@@ -528,11 +546,18 @@ class TrackForwarder:
         self._streams: dict[int, StreamStatistics] = self._receiver._RTCRtpReceiver__remote_streams
         self._nacks = MissingPackets() if self._video else None
         self._nack_timer: asyncio.TimerHandle | None = None
-        self._bitrate = RemoteBitrateEstimator() if self._video else None
-        _drop_bitrate_estimator(receiver)  # the forwarder keeps its own (above)
         self._keyframes = (
             KeyframeRequests(self._send_pli, self._has_waiters) if self._video else None
         )
+        #: Called with a binding that took over from one of another forwarder (seamless).
+        self.on_switched: Callable[[RTCRtpSender], None] | None = None
+        if layer_of is not None:
+            # A layer: the tapping forwarder keeps the bandwidth estimate and RTCP statistics.
+            self._bitrate = None
+            self._learn_codecs(list(layer_of._codecs.values()))
+            return
+        self._bitrate = RemoteBitrateEstimator() if self._video else None
+        _drop_bitrate_estimator(receiver)  # the forwarder keeps its own (above)
 
         if self._receiver._RTCRtpReceiver__started:
             self._adopt_running_receiver()
@@ -570,27 +595,39 @@ class TrackForwarder:
         loudness, self._loudness = self._loudness, 0
         return loudness / packets if packets else None
 
-    def add_subscriber(self, sender: RTCRtpSender) -> None:
+    def add_subscriber(self, sender: RTCRtpSender, *, seamless: bool = False) -> None:
         """Start forwarding to ``sender`` (from :func:`add_forwarding_transceiver`).
 
         May be called before the sender's connection is negotiated: forwarding starts once it is.
         Video waits for a keyframe, which is requested at once. A sender attached to another
-        forwarder is moved here; its sequence numbers and timestamps continue. Does nothing on a
-        closed forwarder.
+        forwarder is moved here; its sequence numbers, timestamps and VP8 picture IDs continue.
+        ``seamless``: the other forwarder goes on sending to it until this one starts (a switch
+        of simulcast layer: no frozen picture meanwhile). Does nothing on a closed forwarder.
         """
         egress = _egress_of(sender)
         if egress.kind != self.kind:
             raise ValueError(f"cannot forward {self.kind} to a {egress.kind} sender")
         if self._closed:
             return
+        pending = egress.pending
+        if pending is not None and pending.forwarder is self:
+            return
         current = egress.binding
+        if pending is not None:
+            pending.forwarder.remove_subscriber(sender)  # a switch elsewhere, called off
         if current is not None:
             if current.forwarder is self:
                 return
-            current.forwarder.remove_subscriber(sender)
+            if not seamless:
+                current.forwarder.remove_subscriber(sender)
+                current = None
         binding = _Binding(self, egress)
-        egress.binding = binding
-        egress.stats = self.stats
+        if current is not None:
+            binding.replaces = current
+            egress.pending = binding
+        else:
+            egress.binding = binding
+            egress.stats = self.stats
         self._bindings[sender] = binding
         self._waiting.append(binding)
         if egress.ready and self._keyframes is not None:
@@ -607,6 +644,8 @@ class TrackForwarder:
             self._set_active(tuple(b for b in self._active if b is not binding))
         if binding.egress.binding is binding:
             binding.egress.binding = None
+        if binding.egress.pending is binding:
+            binding.egress.pending = None
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, subject to the same rate limit as subscribers' PLIs."""
@@ -670,6 +709,7 @@ class TrackForwarder:
         for encoding in parameters.encodings:
             if encoding.rtx:
                 router.ssrc_table[encoding.rtx.ssrc] = receiver
+        _route_by_mid(router)
         if not started:
             receiver._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(receiver._run_rtcp())
             receiver._RTCRtpReceiver__started = True
@@ -710,7 +750,9 @@ class TrackForwarder:
         """
         self._take(packet, arrival_time_ms)
         while self._pending:
-            pending, self._pending = self._pending, []
+            # Emptied in place: a simulcast publisher's layers share this list.
+            pending = self._pending[:]
+            self._pending.clear()
             for coro in pending:
                 await coro
 
@@ -722,7 +764,8 @@ class TrackForwarder:
         """
         self._take(packet, arrival_time_ms)
         if self._pending:
-            pending, self._pending = self._pending, []
+            pending = self._pending[:]
+            self._pending.clear()
             self._spawn(_in_order(pending))
 
     def _take(self, packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -765,19 +808,26 @@ class TrackForwarder:
             elif ssrc in self._rtx_ssrc:
                 return  # a retransmission whose payload type a renegotiation gave to media
 
-            if ssrc != self._media_ssrc:
-                self._source_changed(ssrc)
-            if self._nacks is not None and self._nacks.add(packet.sequence_number):
-                due = self._missing_due()
-                if due:
-                    self._pending.append(receiver._send_rtcp_nack(ssrc, due))
-
-            self._forward(packet)
+            self._media(packet, ssrc)
         except Exception:
             # An exception here would end the publisher's whole transport loop.
             if not self._error_logged:
                 self._error_logged = True
                 logger.exception("forwarding a %s packet failed (logged once)", self.kind)
+
+    def _media(self, packet: RtpPacket, ssrc: int) -> None:
+        """A media packet of this stream (retransmissions unwrapped): NACK the gaps, forward.
+
+        A simulcast publisher's forwarder hands each layer's packets to that layer's forwarder
+        here (:class:`media.simulcast.SimulcastForwarder`).
+        """
+        if ssrc != self._media_ssrc:
+            self._source_changed(ssrc)
+        if self._nacks is not None and self._nacks.add(packet.sequence_number):
+            due = self._missing_due()
+            if due:
+                self._pending.append(self._receiver._send_rtcp_nack(ssrc, due))
+        self._forward(packet)
 
     def _missing_due(self) -> list[int]:
         """What to NACK now (new gaps at once, then again until they come); retries scheduled.
@@ -1073,10 +1123,24 @@ class TrackForwarder:
         started = [b for b in self._waiting if b.egress.ready]
         if not started:
             return
+        switched = []
         for binding in started:
             self._waiting.remove(binding)
+            old = binding.replaces
+            if old is not None:
+                # The switch happens here, between the old source's last packet and this one.
+                binding.replaces = None
+                egress = binding.egress
+                old.forwarder.remove_subscriber(egress.sender)
+                egress.pending = None
+                egress.binding = binding
+                egress.stats = self.stats
+                switched.append(egress.sender)
             self._start(binding, seq, ts, pt, ntp, clock_rate, found)
         self._set_active(self._active + tuple(started))
+        if self.on_switched is not None:
+            for sender in switched:
+                self.on_switched(sender)
 
     def _start(
         self,
@@ -1168,6 +1232,41 @@ class TrackForwarder:
 async def _in_order(coros: list[Coroutine[Any, Any, None]]) -> None:
     for coro in coros:
         await coro
+
+
+def _route_by_mid(router: Any) -> None:
+    """Route a packet of unknown SSRC by the mid header extension it carries, where aiortc
+    would go by payload type alone (once per connection's router).
+
+    A simulcast publisher declares no SSRC in its offer (rid simulcast has no ``a=ssrc``), and
+    beside a shared screen's receiver the payload types are ambiguous: aiortc would drop every
+    one of its packets. The first packets of each stream carry their section's mid, which names
+    the receiver; aiortc keeps the SSRC from then on.
+    """
+    if getattr(router, "_huddle_routes_by_mid", False):
+        return
+    route = router.route_rtp
+    known = router.ssrc_table
+    by_mid = router.mid_table
+
+    def route_rtp(packet: RtpPacket) -> Any:
+        if packet.ssrc not in known:
+            mid = packet.extensions.mid
+            receiver = by_mid.get(mid) if mid is not None else None
+            if receiver is not None:
+                known[packet.ssrc] = receiver
+        return route(packet)
+
+    router.route_rtp = route_rtp
+    router._huddle_routes_by_mid = True
+
+
+def forwarding_source(sender: RTCRtpSender) -> TrackForwarder | None:
+    """The forwarder ``sender`` is attached to (sending its packets, or waiting for its first
+    keyframe); None when it is attached to none."""
+    egress = getattr(sender, _EGRESS_ATTR, None)
+    binding = egress.binding if isinstance(egress, _SenderEgress) else None
+    return binding.forwarder if binding is not None else None
 
 
 def forwarder_of(receiver: object) -> TrackForwarder | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["NO_DESCRIPTOR", "Descriptor", "descriptor", "rewrite"]
+__all__ = ["NO_DESCRIPTOR", "Descriptor", "descriptor", "keyframe_size", "rewrite"]
 
 _X = 0x80  # extended control bits present
 _I = 0x80  # picture ID present
@@ -92,3 +92,30 @@ def rewrite(payload: bytes, found: Descriptor, pid_offset: int, tl0_offset: int)
     if found.tl0_at >= 0:
         out[found.tl0_at] = (found.tl0 + tl0_offset) & 0xFF
     return bytes(out)
+
+
+def keyframe_size(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) of the frame when ``payload`` starts a VP8 keyframe (the frame header
+    says so: RFC 6386 section 9.1), else None. How the server knows each simulcast layer's size
+    without decoding anything."""
+    size = len(payload)
+    if size < 1 or not payload[0] & 0x10 or payload[0] & 0x07:
+        return None  # not the start of partition 0
+    at = 1
+    if payload[0] & _X:
+        if size < 2:
+            return None
+        control = payload[1]
+        at = 2
+        if control & _I:
+            at += 2 if size > at and payload[at] & _M else 1
+        if control & _L:
+            at += 1
+        if control & (_T | _K):
+            at += 1
+    header = payload[at : at + 10]
+    if len(header) < 10 or header[0] & 0x01 or header[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(header[6:8], "little") & 0x3FFF
+    height = int.from_bytes(header[8:10], "little") & 0x3FFF
+    return (width, height) if width and height else None

@@ -314,10 +314,14 @@ async def test_a_second_receivers_first_packets_are_not_taken_for_the_firsts(vid
     screen: Any = RTCRtpReceiver("video", video.source.dtls)
     screen_forwarder = tap_publisher(screen, kind="video", stats=video.stats)
     unknown = vp8(5, KEYFRAME, ssrc=0x7777)
+    unknown.extensions.mid = "2"  # the screen's section, not negotiated yet
     assert router.route_rtp(unknown) is video.receiver  # aiortc alone: by payload type
     router.ssrc_table.pop(0x7777)
     share_payload_types(screen_forwarder, video.forwarder)
     assert router.route_rtp(unknown) is None  # ambiguous until the answer names the SSRC
+    # A stream no SDP declared (a simulcast layer) is known by the mid it carries.
+    layer = vp8(7, KEYFRAME, ssrc=0x8888)
+    assert router.route_rtp(layer) is video.receiver
     # The publisher's retransmissions stay theirs, by SSRC, although the payload type is shared.
     rtx = wrap_rtx(vp8(6, DELTA), payload_type=97, sequence_number=1, ssrc=PUBLISHER_RTX_SSRC)
     assert router.route_rtp(rtx) is video.receiver

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from media.vp8 import NO_DESCRIPTOR, descriptor, rewrite
+from media.vp8 import NO_DESCRIPTOR, descriptor, keyframe_size, rewrite
 
 #: X I L T: 15-bit picture ID 0x1234, TL0PICIDX 200, TID 2 (Y set), then the VP8 payload.
 FULL = bytes([0x90, 0xE0, 0x80 | 0x12, 0x34, 200, 0b10_1_00000]) + b"\x10\x02\x00frame"
@@ -33,3 +33,12 @@ def test_rewriting_moves_the_numbers_and_wraps_them() -> None:
     assert out[:2] == FULL[:2] and out[6:] == FULL[6:], "nothing else changes"
     short = descriptor(rewrite(SHORT, descriptor(SHORT), 0x7FFF, 0))
     assert (short.pid, short.pid_long) == (4, False)
+
+
+def test_a_keyframe_says_its_size_and_nothing_else_does() -> None:
+    key = bytes([0x90, 0xE0, 0x81, 0x2C, 7, 0x00]) + b"\x10\x02\x00\x9d\x01\x2a"
+    key += (640).to_bytes(2, "little") + (480 | 0x4000).to_bytes(2, "little") + bytes(20)
+    assert keyframe_size(key) == (640, 480), "the scaling bits are not the size"
+    assert keyframe_size(bytes([0x90, 0xE0, 0x81, 0x2D, 8, 0x00]) + b"\x11\x02\x00") is None
+    assert keyframe_size(bytes([0x80, 0x80, 0x81, 0x2C]) + key[6:]) is None, "not a start"
+    assert keyframe_size(key[:12]) is None, "cut short"
