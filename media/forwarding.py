@@ -497,6 +497,7 @@ class TrackForwarder:
     subscribers start at a keyframe, audio ones at the next packet.
     """
 
+
     def __init__(
         self,
         receiver: RTCRtpReceiver,
@@ -556,7 +557,9 @@ class TrackForwarder:
             self._bitrate = None
             self._learn_codecs(list(layer_of._codecs.values()))
             return
-        self._bitrate = RemoteBitrateEstimator() if self._video else None
+        # One estimate per publisher connection, for all its video (camera, layers, screen):
+        # the browser takes each REMB as the whole connection's budget.
+        self._bitrate = _shared_estimate(receiver) if self._video else None
         _drop_bitrate_estimator(receiver)  # the forwarder keeps its own (above)
 
         if self._receiver._RTCRtpReceiver__started:
@@ -700,12 +703,18 @@ class TrackForwarder:
                 # Numbering seen so far (if any) belongs to another stream: start over.
                 self._source_changed(ssrc)
         transport = receiver.transport
+        router = transport._rtp_router
+        known: list[int] = []
         if started:
+            # Streams no description names (simulcast layers, learnt from their first packets'
+            # mid) would be forgotten with the rest: their packets no longer carry the mid.
+            known = [ssrc for ssrc, routed in router.ssrc_table.items() if routed is receiver]
             transport._unregister_rtp_receiver(receiver)
         transport._register_rtp_receiver(receiver, parameters)
+        for ssrc in known:
+            router.ssrc_table.setdefault(ssrc, receiver)
         # aiortc routes retransmissions by payload type alone, which is ambiguous once two
         # receivers of a kind share a connection (a camera and a shared screen): by SSRC, then.
-        router = transport._rtp_router
         for encoding in parameters.encodings:
             if encoding.rtx:
                 router.ssrc_table[encoding.rtx.ssrc] = receiver
@@ -787,15 +796,17 @@ class TrackForwarder:
                 stream = self._streams[ssrc] = StreamStatistics(codec.clockRate)
             stream.add(packet)
 
-            if self._bitrate is not None and packet.extensions.abs_send_time is not None:
-                remb = self._bitrate.add(
+            estimate = self._bitrate
+            if estimate is not None and packet.extensions.abs_send_time is not None:
+                remb = estimate.estimator.add(
                     abs_send_time=packet.extensions.abs_send_time,
                     arrival_time_ms=arrival_time_ms,
                     payload_size=len(packet.payload) + packet.padding_size,
                     ssrc=ssrc,
                 )
                 if remb is not None:
-                    self._pending.append(self._send_remb(*remb))
+                    bitrate, ssrcs = remb
+                    self._pending.append(self._send_remb(max(bitrate, estimate.floor), ssrcs))
 
             apt = self._rtx_apt.get(packet.payload_type)
             if apt is not None:
@@ -1328,6 +1339,30 @@ def add_forwarding_transceiver(pc: RTCPeerConnection, kind: MediaKind) -> RTCRtp
     _SenderEgress(transceiver.sender, kind)
     _drop_bitrate_estimator(transceiver.receiver)  # a sendonly slot's receiver gets no media
     return transceiver
+
+
+class SharedEstimate:
+    """The bandwidth estimate of one publisher connection (REMB), shared by its forwarders."""
+
+    __slots__ = ("estimator", "floor")
+
+    def __init__(self) -> None:
+        self.estimator = RemoteBitrateEstimator()
+        #: The least bit/s the REMB says (0: the estimate as measured).
+        self.floor = 0
+
+
+#: The attribute under which a DTLS transport keeps its publisher's :class:`SharedEstimate`.
+_ESTIMATE_ATTR = "_huddle_estimate"
+
+
+def _shared_estimate(receiver: RTCRtpReceiver) -> SharedEstimate:
+    transport = cast(Any, receiver).transport
+    estimate = getattr(transport, _ESTIMATE_ATTR, None)
+    if not isinstance(estimate, SharedEstimate):
+        estimate = SharedEstimate()
+        setattr(transport, _ESTIMATE_ATTR, estimate)
+    return estimate
 
 
 def _drop_bitrate_estimator(receiver: RTCRtpReceiver) -> None:

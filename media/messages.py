@@ -55,6 +55,7 @@ CLIENT_TYPES = (
             "resume",
             "notes-update",
             "check",
+            "view",
         }
     )
     | HOST_TYPES
@@ -301,6 +302,15 @@ class StreamsMessage(TypedDict):
     streams: list[StreamInfo]
 
 
+class LayersMessage(TypedDict):
+    """Which of the publisher's simulcast layers of ``track`` anybody receives: the page keeps
+    those encodings active and pauses the others (none at all while nobody watches)."""
+
+    type: Literal["layers"]
+    track: Literal["video"]
+    active: list[str]
+
+
 class ParticipantJoinedMessage(TypedDict):
     """Someone joined."""
 
@@ -360,6 +370,7 @@ ServerMessage = (
     | AnswerMessage
     | OfferMessage
     | StreamsMessage
+    | LayersMessage
     | ParticipantJoinedMessage
     | ParticipantLeftMessage
     | ParticipantUpdatedMessage

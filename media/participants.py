@@ -110,6 +110,13 @@ class Participant:
         self.sent_streams: list[StreamInfo] = []
         #: RTP header extension IDs from their first offer; every server offer reuses them.
         self.extension_ids: dict[str, int] = {}
+        #: Their camera's simulcast layers (smallest first), by the mid of its section.
+        self.simulcast: dict[str, list[str]] = {}
+        #: The layers they were last told to send (``layers``); None: not told yet.
+        self.sent_layers: list[str] | None = None
+        #: What their page shows of each video it receives, by mid: (height in device pixels,
+        #: visible). From their ``view`` messages; what decides the layer each one gets.
+        self.view: dict[str, tuple[int, bool]] = {}
         self.left = False
         self.negotiation = asyncio.Lock()
         #: Proves it is them when a new socket resumes their place (sent only to them).

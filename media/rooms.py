@@ -29,6 +29,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpHeaderExtensionParameters,
     RTCSessionDescription,
 )
 
@@ -62,7 +63,17 @@ from media.messages import (
 from media.network import MediaNetwork, PortsExhausted
 from media.notes import BadUpdate, SharedNotes
 from media.participants import DETACHED, Connection, Participant, Slot, Waiter
-from media.sdp import extension_ids, keep_extension_ids, parse_sdp, use_extension_ids
+from media.sdp import (
+    REPAIRED_RID_URI,
+    RID_URI,
+    extension_ids,
+    keep_extension_ids,
+    parse_sdp,
+    simulcast_layers,
+    use_extension_ids,
+    with_simulcast,
+)
+from media.simulcast import SimulcastForwarder, tap_simulcast
 from media.speakers import WINDOW_SECONDS, ActiveSpeaker
 
 log = logging.getLogger(__name__)
@@ -289,6 +300,9 @@ class Room:
         participant.offer_outstanding = False
         participant.sent_streams = []
         participant.extension_ids = {}
+        participant.simulcast = {}
+        participant.sent_layers = None
+        participant.view = {}
 
     async def remove(self, participant: Participant, why: str) -> None:
         """Take ``participant`` out (idempotent): stop forwarding, tell the others, free slots."""
@@ -404,6 +418,12 @@ class Room:
                         loudness[participant.id] = loud
                 if self.speakers.update(loudness):
                     self.tell_everyone(self._speaker_message())
+                # Simulcast layers the browser stopped sending: their viewers get another.
+                now = asyncio.get_running_loop().time()
+                for participant in self.participants.values():
+                    camera = participant.taps.get("video")
+                    if isinstance(camera, SimulcastForwarder):
+                        camera.tick(now)
         finally:
             self._speaker_watch = None
 
@@ -610,7 +630,8 @@ class Room:
                 return
             drop_empty_datagrams(pc)
             participant.pc = pc
-            participant.extension_ids = extension_ids(description)
+            participant.extension_ids = ids = extension_ids(description)
+            layers = simulcast_layers(sdp) if RID_URI in ids else {}
             by_mid = {tr.mid: tr for tr in pc.getTransceivers()}
             for kind in MEDIA_KINDS:
                 # The first section of each kind that the client sends on; any others are ignored.
@@ -623,7 +644,21 @@ class Room:
                     None,
                 )
                 transceiver = by_mid.get(section.rtp.muxId) if section is not None else None
-                if transceiver is not None:
+                if transceiver is None:
+                    continue
+                rids = layers.get(transceiver.mid or "") if kind == "video" else None
+                if rids:
+                    # Its layers' streams name themselves by rid: aiortc must parse that.
+                    transceiver._headerExtensions += [
+                        RTCRtpHeaderExtensionParameters(id=ids[uri], uri=uri)
+                        for uri in (RID_URI, REPAIRED_RID_URI)
+                        if uri in ids
+                    ]
+                    camera = tap_simulcast(transceiver.receiver, self._stats, rids, ids)
+                    camera.on_change = lambda: self._layers_changed(participant)
+                    participant.taps[kind] = camera
+                    participant.simulcast[transceiver.mid or ""] = rids
+                else:
                     participant.taps[kind] = tap_publisher(
                         transceiver.receiver, kind=kind, stats=self._stats
                     )
@@ -641,7 +676,8 @@ class Room:
             skip_stun_parsing_for_media(pc)
             if participant.left:
                 return
-            participant.connection.send({"type": "answer", "sdp": pc.localDescription.sdp})
+            answer = with_simulcast(pc.localDescription.sdp, participant.simulcast, ids)
+            participant.connection.send({"type": "answer", "sdp": answer})
             participant.ready = True
         log.info(
             "participant_published huddle=%s participant=%s kinds=%s",
@@ -752,7 +788,7 @@ class Room:
             sections += participant.receiving.values()
             if any(transceiver.mid is None for transceiver in sections):
                 offer = await pc.createOffer()
-                keep_extension_ids(pc, participant.extension_ids)
+                keep_extension_ids(pc, participant.extension_ids, participant.simulcast)
                 sdp = use_extension_ids(offer.sdp, participant.extension_ids)
                 await pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
                 if participant.left:
@@ -761,10 +797,17 @@ class Room:
                 # Computed after the awaits: slots freed meanwhile must not be announced.
                 streams = participant.streams()
                 participant.sent_streams = streams
+                # The camera's layers stay negotiated (aiortc would offer them away).
+                sdp = with_simulcast(
+                    pc.localDescription.sdp,
+                    participant.simulcast,
+                    participant.extension_ids,
+                    active=participant.sent_layers,
+                )
                 participant.connection.send(
                     {
                         "type": "offer",
-                        "sdp": pc.localDescription.sdp,
+                        "sdp": sdp,
                         "streams": streams,
                         "publish": participant.publish_sections(),
                     }
@@ -776,11 +819,70 @@ class Room:
                     len(participant.slots),
                     len(streams),
                 )
-                return
-            streams = participant.streams()
-            if streams != participant.sent_streams:
-                participant.sent_streams = streams
-                participant.connection.send({"type": "streams", "streams": streams})
+            else:
+                streams = participant.streams()
+                if streams != participant.sent_streams:
+                    participant.sent_streams = streams
+                    participant.connection.send({"type": "streams", "streams": streams})
+        self._choose_layers(participant)
+        self._dynacast(participant)
+
+    # -- simulcast: the layer each viewer gets, the layers each publisher sends --------------------
+
+    def set_view(self, participant: Participant, view: dict[str, tuple[int, bool]]) -> None:
+        """What ``participant``'s page shows of the videos it receives (``view``, by mid):
+        each camera then gets the layer that fills its tile, or none when it is not seen."""
+        participant.view = view
+        self._choose_layers(participant)
+
+    def _choose_layers(self, viewer: Participant) -> None:
+        publishers: set[str] = set()
+        for slot in viewer.slots:
+            forwarder = slot.forwarder
+            if not isinstance(forwarder, SimulcastForwarder) or slot.source is None:
+                continue
+            sender = slot.transceiver.sender
+            seen = viewer.view.get(slot.transceiver.mid or "")
+            if seen is None:
+                rid: str | None = forwarder.rids[-1]  # not reported yet: as without simulcast
+            elif not seen[1]:
+                rid = None
+            else:
+                rid = forwarder.layer_for(seen[0])
+            forwarder.choose(sender, rid)
+            publishers.add(slot.source)
+        for publisher_id in publishers:
+            publisher = self.participants.get(publisher_id)
+            if publisher is not None:
+                self._dynacast(publisher)
+
+    def _dynacast(self, publisher: Participant) -> None:
+        """Tell ``publisher`` which of their camera's layers anybody receives; the others are
+        paused in their browser (``layers``): nobody's bandwidth or CPU goes on them."""
+        camera = publisher.taps.get("video")
+        if not isinstance(camera, SimulcastForwarder) or not publisher.ready:
+            return
+        wanted = camera.wanted()
+        active = [rid for rid in camera.rids if rid in wanted]
+        if active == publisher.sent_layers:
+            return
+        publisher.sent_layers = active
+        publisher.connection.send({"type": "layers", "track": "video", "active": active})
+        log.info(
+            "layers huddle=%s participant=%s active=%s",
+            self.id,
+            publisher.id,
+            ",".join(active) or "none",
+        )
+
+    def _layers_changed(self, publisher: Participant) -> None:
+        """A layer's size became known, or a viewer's switch completed: choose again."""
+        for viewer in list(self.participants.values()):
+            if viewer is not publisher and any(
+                slot.source == publisher.id for slot in viewer.slots
+            ):
+                self._choose_layers(viewer)
+        self._dynacast(publisher)
 
     # -- helpers -------------------------------------------------------------------------------
 

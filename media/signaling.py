@@ -160,6 +160,38 @@ def _field_bool(data: dict[str, Any], name: str) -> bool:
     return value
 
 
+#: The most tiles one ``view`` may describe (a page shows far fewer).
+MAX_VIEW_TILES = 256
+#: Taller than any screen: a ``view`` height beyond this is a mistake.
+MAX_VIEW_HEIGHT = 16384
+
+
+def _view(data: dict[str, Any]) -> dict[str, tuple[int, bool]]:
+    """A ``view`` message's tiles: mid -> (height in device pixels, visible)."""
+    tiles = data.get("tiles")
+    if not isinstance(tiles, list) or len(tiles) > MAX_VIEW_TILES:
+        raise ProtocolError("bad_field", f"`tiles` must be a list of at most {MAX_VIEW_TILES}.")
+    view: dict[str, tuple[int, bool]] = {}
+    for tile in tiles:
+        if not isinstance(tile, dict):
+            raise ProtocolError("bad_field", "Each of `tiles` must be an object.")
+        mid, height, visible = tile.get("mid"), tile.get("height"), tile.get("visible")
+        if not isinstance(mid, str) or not 1 <= len(mid) <= 16:
+            raise ProtocolError("bad_field", "A tile's `mid` must be a string of 1 to 16.")
+        if (
+            not isinstance(height, int)
+            or isinstance(height, bool)
+            or not 0 <= height <= MAX_VIEW_HEIGHT
+        ):
+            raise ProtocolError(
+                "bad_field", f"A tile's `height` must be a whole number 0 to {MAX_VIEW_HEIGHT}."
+            )
+        if not isinstance(visible, bool):
+            raise ProtocolError("bad_field", "A tile's `visible` must be true or false.")
+        view[mid] = (height, visible)
+    return view
+
+
 def _display_name(data: dict[str, Any]) -> str:
     name = _field_str(data, "name").strip()
     if not 1 <= len(name) <= MAX_NAME_CHARS:
@@ -380,6 +412,8 @@ class SignalingSession:
             room.post_chat(participant, text)
         elif kind == "hand":
             room.raise_hand(participant, _field_bool(data, "raised"))
+        elif kind == "view":
+            room.set_view(participant, _view(data))
         elif kind == "share":
             on = _field_bool(data, "on")
             audio = data.get("audio", False)

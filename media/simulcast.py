@@ -22,7 +22,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+)
 from aiortc.rtp import RtpPacket
 
 from media import vp8
@@ -33,14 +37,24 @@ from media.forwarding import (
     forwarder_of,
     forwarding_source,
 )
+from media.sdp import REPAIRED_RID_URI, RID_URI
 
 __all__ = ["REPAIRED_RID_URI", "RID_URI", "SimulcastForwarder", "tap_simulcast"]
 
-RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
 #: Shown this many times smaller than a layer, the next smaller layer looks the same.
 _GOOD_ENOUGH = 0.9
+
+#: A layer that sent nothing for this long has stopped (the browser dropped it, short of
+#: bandwidth or CPU): its viewers get the best layer still coming meanwhile.
+STALE_SECONDS = 1.0
+
+#: The REMB a simulcast publisher is sent is at least this (bit/s): what its three layers of a
+#: 640x480 camera need together. aiortc's estimate grows at most 1.5x what already arrives
+#: (``../shared/research/simulcast.md`` section 4), so without a floor the browser would never
+#: find room for a layer it was just asked to resume. Loss in the receiver reports still makes
+#: it back off on a link that cannot carry it.
+REMB_FLOOR = 1_600_000
 
 
 class SimulcastForwarder(TrackForwarder):
@@ -71,7 +85,16 @@ class SimulcastForwarder(TrackForwarder):
         #: RTX streams whose layer is known but not yet that layer's media SSRC.
         self._rtx_waiting: dict[int, str] = {}
         self._paused: set[RTCRtpSender] = set()
+        #: The layer the room chose for each subscriber (None: paused).
+        self._desired: dict[RTCRtpSender, str | None] = {}
+        #: Packets per layer, and (that count, when it last moved) at the last :meth:`tick`.
+        self._counts: dict[str, int] = dict.fromkeys(rids, 0)
+        self._moved: dict[str, tuple[int, float]] = {}
+        #: The layers that sent lately; empty until :meth:`tick` first saw one.
+        self._alive: set[str] = set()
         super().__init__(receiver, kind, stats)
+        if self._bitrate is not None:
+            self._bitrate.floor = max(self._bitrate.floor, REMB_FLOOR)
         for rid in self.rids:
             layer = TrackForwarder(receiver, kind, stats, layer_of=self)
             layer.on_switched = self._switched
@@ -82,35 +105,68 @@ class SimulcastForwarder(TrackForwarder):
     @property
     def subscribers(self) -> list[RTCRtpSender]:
         """Every sender subscribed, whichever layer it is on, paused ones too."""
-        senders = dict.fromkeys(self._paused)
-        for layer in self.layers.values():
-            senders.update(dict.fromkeys(layer.subscribers))
-        return list(senders)
+        return list(self._desired)
 
     def add_subscriber(self, sender: RTCRtpSender, *, seamless: bool = False) -> None:
         """Subscribe ``sender``, on the largest layer until :meth:`choose` says otherwise."""
-        if self.closed or sender in self.subscribers:
+        if self.closed or sender in self._desired:
             return
-        self.layers[self.rids[-1]].add_subscriber(sender, seamless=seamless)
+        self._desired[sender] = self.rids[-1]
+        target = self._effective(self.rids[-1])
+        self.layers[target or self.rids[-1]].add_subscriber(sender, seamless=seamless)
 
     def remove_subscriber(self, sender: RTCRtpSender) -> None:
         """Unsubscribe ``sender`` from every layer (and any switch under way)."""
+        self._desired.pop(sender, None)
         self._paused.discard(sender)
         for layer in self.layers.values():
             layer.remove_subscriber(sender)
 
     def choose(self, sender: RTCRtpSender, rid: str | None) -> None:
         """Send ``sender`` layer ``rid`` from its next keyframe on (the current layer until
-        then), or nothing at all (``None``: paused, say for a tile nobody can see)."""
-        if sender not in self.subscribers:
+        then), or nothing at all (``None``: paused, say for a tile nobody can see). While
+        ``rid`` is not coming (the browser dropped it), the best layer that is stands in."""
+        if sender not in self._desired or (rid is not None and rid not in self.layers):
             return
-        if rid is None:
+        self._desired[sender] = rid
+        self._apply(sender)
+
+    def tick(self, now: float) -> None:
+        """See which layers are coming (call every few hundred ms): viewers of a layer that
+        stopped move to one still coming, and back once it comes again."""
+        for rid, count in self._counts.items():
+            last = self._moved.get(rid)
+            if last is None or last[0] != count:
+                self._moved[rid] = (count, now)
+                if count:
+                    self._alive.add(rid)
+            elif now - last[1] >= STALE_SECONDS:
+                self._alive.discard(rid)
+        for sender in list(self._desired):
+            self._apply(sender)
+
+    def _effective(self, rid: str | None) -> str | None:
+        """``rid`` if it is coming (or nothing is known yet), else the largest layer below it
+        that is, else the smallest above it."""
+        if rid is None or not self._alive or rid in self._alive:
+            return rid
+        at = self.rids.index(rid)
+        below = [r for r in self.rids[:at] if r in self._alive]
+        if below:
+            return below[-1]
+        above = [r for r in self.rids[at + 1 :] if r in self._alive]
+        return above[0] if above else rid
+
+    def _apply(self, sender: RTCRtpSender) -> None:
+        target = self._effective(self._desired.get(sender))
+        if target is None:
             for layer in self.layers.values():
                 layer.remove_subscriber(sender)
             self._paused.add(sender)
             return
         self._paused.discard(sender)
-        self.layers[rid].add_subscriber(sender, seamless=True)
+        # Idempotent: a switch to the same layer goes on; back to the current one calls it off.
+        self.layers[target].add_subscriber(sender, seamless=True)
 
     def layer_of(self, sender: RTCRtpSender) -> str | None:
         """The layer ``sender`` receives now (None: paused, or not subscribed)."""
@@ -121,8 +177,10 @@ class SimulcastForwarder(TrackForwarder):
         return None
 
     def wanted(self) -> set[str]:
-        """The layers some subscriber receives or is switching to: the ones to keep sending."""
-        return {rid for rid, layer in self.layers.items() if layer.subscribers}
+        """The layers some subscriber receives, is switching to, or was chosen for: the ones
+        the publisher must keep sending."""
+        bound = {rid for rid, layer in self.layers.items() if layer.subscribers}
+        return bound | {rid for rid in self._desired.values() if rid is not None}
 
     def layer_for(self, height: int) -> str:
         """The smallest layer that fills a picture ``height`` device pixels high (the largest
@@ -151,6 +209,7 @@ class SimulcastForwarder(TrackForwarder):
         for layer in self.layers.values():
             layer.close()
         self._paused.clear()
+        self._desired.clear()
         super().close()
 
     # -- ingress ------------------------------------------------------------------------------
@@ -193,6 +252,7 @@ class SimulcastForwarder(TrackForwarder):
         if rid is None or layer is None:
             self.stats.packets_dropped += 1  # a stream never named: cannot be placed
             return
+        self._counts[rid] += 1
         if packet.payload_type in self._vp8:
             size = vp8.keyframe_size(packet.payload)
             if size is not None and self.sizes.get(rid) != size:
@@ -209,10 +269,29 @@ class SimulcastForwarder(TrackForwarder):
 
 
 def tap_simulcast(
-    receiver: RTCRtpReceiver, stats: ForwardingStats, rids: Sequence[str]
+    receiver: RTCRtpReceiver,
+    stats: ForwardingStats,
+    rids: Sequence[str],
+    extension_ids: dict[str, int],
 ) -> SimulcastForwarder:
     """:func:`media.forwarding.tap_publisher` for a camera published in the layers ``rids``
-    (smallest first)."""
+    (smallest first), whose offer numbered its header extensions ``extension_ids``.
+
+    The connection's transport learns the rid extensions' IDs at once. aiortc configures its
+    (one, bundled) extension map only when a receiver starts, from the transceiver's list, which
+    its own ``createOffer`` resets; a layer whose first packets were parsed without the rid is
+    never known, since the browser stops sending the rid once it gets a receiver report.
+    """
     if forwarder_of(receiver) is not None:
         raise ValueError("receiver is already tapped")
+    transport: Any = receiver.transport
+    transport._rtp_header_extensions_map.configure(
+        RTCRtpReceiveParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=extension_ids[uri], uri=uri)
+                for uri in (RID_URI, REPAIRED_RID_URI)
+                if uri in extension_ids
+            ]
+        )
+    )
     return SimulcastForwarder(receiver, stats, rids)

@@ -24,6 +24,17 @@
   const RECONNECT_MAX_DELAY_MS = 5000;
   // The pre-join check gives up on each step after this long (ICE tries TURN meanwhile).
   const CHECK_TIMEOUT_MS = 15000;
+  // The camera in layers, smallest first (PROTOCOL.md, simulcast): each viewer is sent the one
+  // its tile needs, and the server pauses the ones nobody needs (`layers`). Chromium encodes
+  // three layers from 960x540 up, two below that (and would silently drop the largest).
+  const SIMULCAST = [
+    { rid: "q", scaleResolutionDownBy: 4 },
+    { rid: "h", scaleResolutionDownBy: 2 },
+    { rid: "f", scaleResolutionDownBy: 1 },
+  ];
+  const THREE_LAYERS_FROM = 540; // camera height, pixels
+  // Tile sizes settle for this long before the server hears of them (`view`).
+  const VIEW_REPORT_MS = 300;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -130,6 +141,12 @@
     mediaUp: false, // the media path has worked once (losing it is an outage)
     reshare: false, // present the screen again once the resumed connection is up
     inbox: Promise.resolve(),
+    onScreen: new WeakMap(), // tile root -> whether any of it is in the viewport
+    viewObserver: null, // IntersectionObserver of the tiles
+    tileResize: null, // ResizeObserver of the tiles
+    viewTimer: null,
+    viewSent: "", // the last `view` sent, as JSON (only changes are sent)
+    layers: null, // the camera layers the server last asked for (`layers`), or null
     timeline: [], // [what, ms since page start]: where the time to first video goes
   };
 
@@ -458,6 +475,7 @@
     state.publish = new Map();
     state.streams = new Map();
     state.micSender = state.cameraSender = null;
+    state.layers = null; // the next connection starts with every layer, until told
     clearTimeout(state.stallTimer);
     pc.close();
   }
@@ -466,6 +484,7 @@
     // Everything we may have missed comes with welcome: start from it.
     state.recovering = null;
     ui.reconnecting.hidden = true;
+    state.viewSent = ""; // the new connection's server side knows nothing of our tiles yet
     state.participants = new Map();
     ui.chatList.replaceChildren();
     if (state.screen) state.reshare = true;
@@ -642,7 +661,9 @@
     const tracks = state.local ? state.local.getTracks() : [];
     for (const track of tracks) {
       const sent = track.kind === "audio" ? outgoingAudio() : track;
-      const transceiver = pc.addTransceiver(sent, { direction: "sendonly", streams: [state.local] });
+      const init = { direction: "sendonly", streams: [state.local] };
+      if (track.kind === "video" && canSimulcast()) init.sendEncodings = layersFor(track);
+      const transceiver = pc.addTransceiver(sent, init);
       if (track.kind === "video") {
         preferVp8(transceiver);
         state.cameraSender = transceiver.sender;
@@ -659,6 +680,90 @@
     mark("offer ready");
     return pc.localDescription.sdp;
   }
+
+  function layersFor(track) {
+    const height = track.getSettings().height || 0;
+    const layers = height >= THREE_LAYERS_FROM ? SIMULCAST : SIMULCAST.slice(1);
+    return layers.map((e) => ({ ...e }));
+  }
+
+  function canSimulcast() {
+    // Layers are VP8 here (the server reads VP8's picture IDs to switch between them).
+    if (!window.RTCRtpSender || !RTCRtpSender.getCapabilities) return false;
+    const video = RTCRtpSender.getCapabilities("video");
+    return !!video && video.codecs.some((c) => c.mimeType.toLowerCase() === "video/vp8");
+  }
+
+  async function setLayers(active) {
+    // The server says which layers anybody receives: the others are not even encoded.
+    state.layers = active;
+    const sender = state.cameraSender;
+    if (!sender) return;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings || parameters.encodings.length < 2) return;
+    let changed = false;
+    for (const encoding of parameters.encodings) {
+      const on = active.includes(encoding.rid);
+      if (encoding.active !== on) {
+        encoding.active = on;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    try {
+      await sender.setParameters(parameters);
+      mark(`layers ${active.join(",") || "none"}`);
+    } catch (err) {
+      console.warn("setParameters", err);
+    }
+  }
+
+  // -- what this page shows: each camera tile's height and visibility (PROTOCOL.md `view`) ----
+
+  function watchTile(root) {
+    if (window.IntersectionObserver) {
+      if (!state.viewObserver) {
+        state.viewObserver = new IntersectionObserver((entries) => {
+          for (const entry of entries) state.onScreen.set(entry.target, entry.isIntersecting);
+          scheduleView();
+        });
+      }
+      state.viewObserver.observe(root);
+    }
+    if (window.ResizeObserver) {
+      if (!state.tileResize) state.tileResize = new ResizeObserver(() => scheduleView());
+      state.tileResize.observe(root);
+    }
+  }
+
+  function scheduleView() {
+    if (state.viewTimer || !state.you || state.finished) return;
+    state.viewTimer = setTimeout(() => {
+      state.viewTimer = null;
+      reportView();
+    }, VIEW_REPORT_MS);
+  }
+
+  function reportView() {
+    if (!state.you || state.finished) return;
+    const away = document.visibilityState === "hidden"; // a minimised window, another tab
+    const tiles = [];
+    for (const [mid, stream] of state.streams) {
+      if (stream.track !== "video") continue; // cameras: a shared screen has no layers
+      const tile = state.tiles.get(stream.participant);
+      if (!tile || !tile.root.isConnected) continue;
+      const visible = !away && state.onScreen.get(tile.root) !== false;
+      const height = Math.round(tile.video.clientHeight * (window.devicePixelRatio || 1));
+      tiles.push({ mid, height: Math.max(0, Math.min(16384, height)), visible });
+    }
+    const body = JSON.stringify(tiles);
+    if (body === state.viewSent) return;
+    state.viewSent = body;
+    send({ type: "view", tiles });
+  }
+
+  document.addEventListener("visibilitychange", () => scheduleView());
+  window.addEventListener("resize", () => scheduleView());
 
   function preferVp8(transceiver) {
     // Everyone sending the same codec keeps forwarding simple for every receiver.
@@ -744,6 +849,8 @@
         }
         await attachShare();
         await state.pc.setLocalDescription(await state.pc.createAnswer());
+        // A description may set the layers' `active` anew: keep what the server asked.
+        if (state.layers) await setLayers(state.layers);
         await gathered(state.pc);
         send({ type: "answer", sdp: state.pc.localDescription.sdp });
         mark("sent answer");
@@ -753,6 +860,9 @@
       case "streams":
         setStreams(message.streams);
         render();
+        break;
+      case "layers":
+        await setLayers(message.active || []);
         break;
       case "participant-joined":
       case "participant-updated":
@@ -992,6 +1102,7 @@
     ui.peopleButton.textContent = `People (${everyone.length})` + (waiting ? ` · ${waiting} waiting` : "");
     renderPeople(everyone);
     layout();
+    scheduleView();
   }
 
   function createTile(p, self) {
@@ -1034,6 +1145,7 @@
     root.addEventListener("dblclick", () => {
       if (root.requestFullscreen) root.requestFullscreen().catch(() => {});
     });
+    if (!self) watchTile(root);
     state.tiles.set(p.id, tile);
     return tile;
   }

@@ -319,9 +319,14 @@ async def test_a_second_receivers_first_packets_are_not_taken_for_the_firsts(vid
     router.ssrc_table.pop(0x7777)
     share_payload_types(screen_forwarder, video.forwarder)
     assert router.route_rtp(unknown) is None  # ambiguous until the answer names the SSRC
-    # A stream no SDP declared (a simulcast layer) is known by the mid it carries.
+    # A stream no SDP declared (a simulcast layer) is known by the mid it carries...
     layer = vp8(7, KEYFRAME, ssrc=0x8888)
     assert router.route_rtp(layer) is video.receiver
+    # ...and stays known through a renegotiation, when its packets no longer carry the mid.
+    await video.receiver.receive(video.receiver_parameters)
+    later = vp8(8, DELTA, ssrc=0x8888)
+    later.extensions.mid = None
+    assert router.route_rtp(later) is video.receiver
     # The publisher's retransmissions stay theirs, by SSRC, although the payload type is shared.
     rtx = wrap_rtx(vp8(6, DELTA), payload_type=97, sequence_number=1, ssrc=PUBLISHER_RTX_SSRC)
     assert router.route_rtp(rtx) is video.receiver

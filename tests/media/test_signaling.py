@@ -311,6 +311,33 @@ BAD_AFTER_JOIN: list[tuple[str, Any, str, str]] = [
     ("share before the offer", {"type": "share", "on": True}, "bad_state", "present once"),
     ("share without on", {"type": "share"}, "bad_field", "`on`"),
     ("share with a string", {"type": "share", "on": True, "audio": "yes"}, "bad_field", "audio"),
+    ("view without tiles", {"type": "view"}, "bad_field", "`tiles`"),
+    ("view with too many tiles", {"type": "view", "tiles": [{}] * 257}, "bad_field", "256"),
+    ("view with a tile not an object", {"type": "view", "tiles": [3]}, "bad_field", "object"),
+    (
+        "view with a huge height",
+        {"type": "view", "tiles": [{"mid": "1", "height": 10**9, "visible": True}]},
+        "bad_field",
+        "height",
+    ),
+    (
+        "view with a true height",
+        {"type": "view", "tiles": [{"mid": "1", "height": True, "visible": True}]},
+        "bad_field",
+        "height",
+    ),
+    (
+        "view with a long mid",
+        {"type": "view", "tiles": [{"mid": "x" * 17, "height": 5, "visible": True}]},
+        "bad_field",
+        "mid",
+    ),
+    (
+        "view without visible",
+        {"type": "view", "tiles": [{"mid": "1", "height": 5}]},
+        "bad_field",
+        "visible",
+    ),
 ]
 
 

@@ -94,7 +94,9 @@ async def rig() -> AsyncIterator[Rig]:
     receiver: Any = RTCRtpReceiver("video", source.dtls)
     receiver._track = RemoteStreamTrack(kind="video")
     receiver._set_rtcp_ssrc(0x5555)
-    forwarder = tap_simulcast(receiver, ForwardingStats(), ["q", "h", "f"])
+    forwarder = tap_simulcast(
+        receiver, ForwardingStats(), ["q", "h", "f"], {RID_URI: 10, REPAIRED_RID_URI: 11}
+    )
     await receiver.receive(
         RTCRtpReceiveParameters(
             codecs=[THEIR_VP8, THEIR_RTX],
