@@ -497,7 +497,6 @@ class TrackForwarder:
     subscribers start at a keyframe, audio ones at the next packet.
     """
 
-
     def __init__(
         self,
         receiver: RTCRtpReceiver,
