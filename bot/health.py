@@ -35,6 +35,12 @@ class MediaCounts(Protocol):
     def bytes_forwarded(self) -> int: ...
     @property
     def signaling_errors(self) -> int: ...
+    @property
+    def layer_switches(self) -> int: ...
+    @property
+    def layers_paused(self) -> int: ...
+    @property
+    def bytes_saved(self) -> int: ...
 
 
 class _Stats(Protocol):
@@ -66,6 +72,21 @@ class MediaCollector(Collector):
         )
         yield CounterMetricFamily(
             "huddle_forwarded_bytes", "RTP bytes forwarded by the SFU", stats.bytes_forwarded
+        )
+        yield CounterMetricFamily(
+            "huddle_layer_switches",
+            "Viewers moved from one simulcast layer to another",
+            stats.layer_switches,
+        )
+        yield GaugeMetricFamily(
+            "huddle_layers_paused",
+            "Simulcast subscriptions paused now (a tile nobody sees)",
+            stats.layers_paused,
+        )
+        yield CounterMetricFamily(
+            "huddle_simulcast_saved_bytes",
+            "Bytes of full-size simulcast layers not sent (viewers got a smaller layer or none)",
+            stats.bytes_saved,
         )
         errors = CounterMetricFamily(
             "huddle_errors", "Errors answered to clients, by where", labels=["source"]

@@ -144,6 +144,10 @@ class MediaStats:
     #: Packets subscribers asked again for (NACK), and how many were resent.
     nacks_received: int
     retransmits: int
+    #: Simulcast: layer switches, subscriptions paused now, bytes of full layers not sent.
+    layer_switches: int
+    layers_paused: int
+    bytes_saved: int
     #: ``error`` messages sent to clients.
     signaling_errors: int
     #: Signaling sockets open now (joined or not).
@@ -441,6 +445,9 @@ class MediaServer(MediaFront):
             keyframes_received=forwarding.keyframes_received,
             nacks_received=forwarding.nacks_received,
             retransmits=forwarding.retransmits,
+            layer_switches=forwarding.layer_switches,
+            layers_paused=forwarding.layers_paused,
+            bytes_saved=forwarding.bytes_saved,
             signaling_errors=self._counters.errors,
             signaling_connections=self._counters.connections,
         )

@@ -118,7 +118,7 @@ class SimulcastForwarder(TrackForwarder):
     def remove_subscriber(self, sender: RTCRtpSender) -> None:
         """Unsubscribe ``sender`` from every layer (and any switch under way)."""
         self._desired.pop(sender, None)
-        self._paused.discard(sender)
+        self._pause(sender, False)
         for layer in self.layers.values():
             layer.remove_subscriber(sender)
 
@@ -145,6 +145,14 @@ class SimulcastForwarder(TrackForwarder):
         for sender in list(self._desired):
             self._apply(sender)
 
+    def _pause(self, sender: RTCRtpSender, paused: bool) -> None:
+        if paused and sender not in self._paused:
+            self._paused.add(sender)
+            self.stats.layers_paused += 1
+        elif not paused and sender in self._paused:
+            self._paused.discard(sender)
+            self.stats.layers_paused -= 1
+
     def _effective(self, rid: str | None) -> str | None:
         """``rid`` if it is coming (or nothing is known yet), else the largest layer below it
         that is, else the smallest above it."""
@@ -162,9 +170,9 @@ class SimulcastForwarder(TrackForwarder):
         if target is None:
             for layer in self.layers.values():
                 layer.remove_subscriber(sender)
-            self._paused.add(sender)
+            self._pause(sender, True)
             return
-        self._paused.discard(sender)
+        self._pause(sender, False)
         # Idempotent: a switch to the same layer goes on; back to the current one calls it off.
         self.layers[target].add_subscriber(sender, seamless=True)
 
@@ -208,7 +216,8 @@ class SimulcastForwarder(TrackForwarder):
         """The publisher left: every layer's subscribers are detached."""
         for layer in self.layers.values():
             layer.close()
-        self._paused.clear()
+        for sender in list(self._paused):
+            self._pause(sender, False)
         self._desired.clear()
         super().close()
 
@@ -253,6 +262,11 @@ class SimulcastForwarder(TrackForwarder):
             self.stats.packets_dropped += 1  # a stream never named: cannot be placed
             return
         self._counts[rid] += 1
+        if rid == self.rids[-1]:
+            # What the others would have cost at full size, for /metrics.
+            self.stats.bytes_saved += len(packet.payload) * (
+                len(self._desired) - len(layer._active)
+            )
         if packet.payload_type in self._vp8:
             size = vp8.keyframe_size(packet.payload)
             if size is not None and self.sizes.get(rid) != size:
@@ -261,6 +275,7 @@ class SimulcastForwarder(TrackForwarder):
         layer._media(packet, ssrc)
 
     def _switched(self, sender: RTCRtpSender) -> None:
+        self.stats.layer_switches += 1
         self._changed()
 
     def _changed(self) -> None:

@@ -200,6 +200,9 @@ async def test_healthz_and_metrics(huddle: RunningHuddle) -> None:
         "huddle_participants",
         "huddle_forwarded_packets_total",
         "huddle_forwarded_bytes_total",
+        "huddle_layer_switches_total",
+        "huddle_layers_paused",
+        "huddle_simulcast_saved_bytes_total",
         'huddle_errors_total{source="http"}',
     ]:
         assert name in text, name

@@ -1518,10 +1518,12 @@
       const before = lastStats.get(r.id);
       const who = r.type === "outbound-rtp" ? state.you.id : byMid.get(r.mid);
       if (!who) return;
-      const f = per.get(who) || { kbps: 0, fps: null, lost: 0, received: 0, jitter: null };
+      const f = per.get(who) || { kbps: 0, fps: null, lost: 0, received: 0, jitter: null, height: null };
       const bytes = r.type === "inbound-rtp" ? r.bytesReceived : r.bytesSent;
       if (before) f.kbps += (8 * (bytes - (r.type === "inbound-rtp" ? before.bytesReceived : before.bytesSent))) / 1000 / seconds;
       if (r.kind === "video" && r.framesPerSecond != null) f.fps = r.framesPerSecond;
+      // The layer received (simulcast: the server sends the one that fills the tile).
+      if (r.type === "inbound-rtp" && r.kind === "video" && r.frameHeight) f.height = r.frameHeight;
       if (r.type === "inbound-rtp" && before) {
         f.lost += Math.max(0, r.packetsLost - before.packetsLost);
         f.received += Math.max(0, r.packetsReceived - before.packetsReceived);
@@ -1541,6 +1543,7 @@
         f.jitter != null && id !== state.you.id ? `jitter ${Math.round(f.jitter * 1000)} ms` : null,
         `${Math.round(f.kbps)} kbit/s`,
         f.fps != null ? `${Math.round(f.fps)} fps` : null,
+        f.height ? `${f.height}p` : null,
       ].filter(Boolean);
       tile.quality.hidden = false;
       tile.quality.dataset.level = level;

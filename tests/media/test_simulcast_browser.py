@@ -154,6 +154,10 @@ async def test_each_viewer_gets_the_layer_its_tile_needs_and_nobody_pays_for_uns
         # Alice's browser stops encoding the full one (nobody receives it).
         await bob.set_viewport_size(THUMBNAIL)
         await decoding_at(bob, ids["Alice"], 240)
+        # The tile says which layer it gets; /metrics counts the switch and the bytes saved.
+        badge = bob.locator(f".tile[data-participant-id={ids['Alice']!r}] [data-testid=quality]")
+        await badge.and_(bob.locator("[data-details*='240p']")).wait_for(timeout=WITHIN * 1000)
+        assert app.server.stats().layer_switches >= 1
         await until(
             alice,
             LAYERS_OUT_JS,
@@ -177,6 +181,7 @@ async def test_each_viewer_gets_the_layer_its_tile_needs_and_nobody_pays_for_uns
             "no layer encoded while nobody looks",
         )
         stopped = await bob.evaluate(CAMERA_IN_JS, ids["Alice"])
+        assert app.server.stats().layers_paused == 1
         await assert_receiving(alice, [ids["Bob"]])  # a while, as seen from elsewhere
         still = await bob.evaluate(CAMERA_IN_JS, ids["Alice"])
         assert still["bytes"] == stopped["bytes"], (stopped, still)
@@ -185,6 +190,8 @@ async def test_each_viewer_gets_the_layer_its_tile_needs_and_nobody_pays_for_uns
         await set_hidden(bob, False)
         back = await decoding_at(bob, ids["Alice"], 240)
         assert back["keyframes"] > stopped["keyframes"], (stopped, back)
+        stats = app.server.stats()
+        assert stats.layers_paused == 0 and stats.bytes_saved > 0, stats
 
 
 async def test_switching_layers_up_and_down_never_freezes_the_picture(browser: Browser) -> None:
