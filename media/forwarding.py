@@ -278,6 +278,9 @@ class _SenderEgress:
         binding = self.binding
         if binding is not None:
             binding.forwarder._egress_ready(binding)
+        pending = self.pending
+        if pending is not None:
+            pending.forwarder._egress_ready(pending)  # its keyframe is asked for now
 
     async def _stop(self) -> None:
         self.lane.ready = 0
@@ -755,7 +758,10 @@ class TrackForwarder:
                 self._keyframe_tests[pt] = None
         for binding in self._bindings.values():
             binding.payload_types = self._map_payload_types(binding.egress)
-            binding.sync()
+            # A switch under way shares the lane with the binding still sending: that one's
+            # offsets stay in the lane until the switch (its start syncs the new ones).
+            if binding.egress.binding is binding:
+                binding.sync()
 
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """Replaces ``RTCRtpReceiver._handle_rtp_packet`` (aiortc's queued receive path).
@@ -810,8 +816,7 @@ class TrackForwarder:
                     ssrc=ssrc,
                 )
                 if remb is not None:
-                    bitrate, ssrcs = remb
-                    self._pending.append(self._send_remb(max(bitrate, estimate.floor), ssrcs))
+                    self._pending.append(self._send_remb(*remb))
 
             apt = self._rtx_apt.get(packet.payload_type)
             if apt is not None:
@@ -1349,12 +1354,10 @@ def add_forwarding_transceiver(pc: RTCPeerConnection, kind: MediaKind) -> RTCRtp
 class SharedEstimate:
     """The bandwidth estimate of one publisher connection (REMB), shared by its forwarders."""
 
-    __slots__ = ("estimator", "floor")
+    __slots__ = ("estimator",)
 
     def __init__(self) -> None:
         self.estimator = RemoteBitrateEstimator()
-        #: The least bit/s the REMB says (0: the estimate as measured).
-        self.floor = 0
 
 
 #: The attribute under which a DTLS transport keeps its publisher's :class:`SharedEstimate`.

@@ -114,6 +114,8 @@ class Participant:
         self.simulcast: dict[str, list[str]] = {}
         #: The layers they were last told to send (``layers``); None: not told yet.
         self.sent_layers: list[str] | None = None
+        #: Layers still sent that nobody receives, and since when (event loop time).
+        self.unwanted: dict[str, float] = {}
         #: What their page shows of each video it receives, by mid: (height in device pixels,
         #: visible). From their ``view`` messages; what decides the layer each one gets.
         self.view: dict[str, tuple[int, bool]] = {}

@@ -80,6 +80,9 @@ log = logging.getLogger(__name__)
 
 MEDIA_KINDS: tuple[MediaKind, ...] = ("audio", "video")
 
+#: A simulcast layer nobody receives is paused in the publisher's browser after this long.
+PAUSE_AFTER_SECONDS = 3.0
+
 #: Chat messages kept in the room (new joiners get them).
 CHAT_KEPT = 200
 #: One participant's allowance: chat messages and reactions at once, then one a second each.
@@ -302,6 +305,7 @@ class Room:
         participant.extension_ids = {}
         participant.simulcast = {}
         participant.sent_layers = None
+        participant.unwanted = {}
         participant.view = {}
 
     async def remove(self, participant: Participant, why: str) -> None:
@@ -424,6 +428,7 @@ class Room:
                     camera = participant.taps.get("video")
                     if isinstance(camera, SimulcastForwarder):
                         camera.tick(now)
+                        self._dynacast(participant)
         finally:
             self._speaker_watch = None
 
@@ -832,7 +837,12 @@ class Room:
     def set_view(self, participant: Participant, view: dict[str, tuple[int, bool]]) -> None:
         """What ``participant``'s page shows of the videos it receives (``view``, by mid):
         each camera then gets the layer that fills its tile, or none when it is not seen."""
-        participant.view = view
+        # Merged: a mid not in this message keeps what it had (PROTOCOL.md); only the mids of
+        # sections it has are kept.
+        mids = {slot.transceiver.mid for slot in participant.slots}
+        participant.view = {
+            mid: seen for mid, seen in {**participant.view, **view}.items() if mid in mids
+        }
         self._choose_layers(participant)
 
     def _choose_layers(self, viewer: Participant) -> None:
@@ -863,7 +873,20 @@ class Room:
         if not isinstance(camera, SimulcastForwarder) or not publisher.ready:
             return
         wanted = camera.wanted()
-        active = [rid for rid in camera.rids if rid in wanted]
+        now = asyncio.get_running_loop().time()
+        active = []
+        for rid in camera.rids:
+            if rid in wanted:
+                publisher.unwanted.pop(rid, None)
+                active.append(rid)
+            elif publisher.sent_layers and rid in publisher.sent_layers:
+                # Paused only once unwanted for a moment: a tile that shrinks and grows back, a
+                # glance at another tab, do not make the browser stop and restart the layer.
+                since = publisher.unwanted.setdefault(rid, now)
+                if now - since < PAUSE_AFTER_SECONDS:
+                    active.append(rid)
+                else:
+                    del publisher.unwanted[rid]
         if active == publisher.sent_layers:
             return
         publisher.sent_layers = active

@@ -47,14 +47,7 @@ _GOOD_ENOUGH = 0.9
 
 #: A layer that sent nothing for this long has stopped (the browser dropped it, short of
 #: bandwidth or CPU): its viewers get the best layer still coming meanwhile.
-STALE_SECONDS = 1.0
-
-#: The REMB a simulcast publisher is sent is at least this (bit/s): what its three layers of a
-#: 640x480 camera need together. aiortc's estimate grows at most 1.5x what already arrives
-#: (``../shared/research/simulcast.md`` section 4), so without a floor the browser would never
-#: find room for a layer it was just asked to resume. Loss in the receiver reports still makes
-#: it back off on a link that cannot carry it.
-REMB_FLOOR = 1_600_000
+STALE_SECONDS = 2.0
 
 
 class SimulcastForwarder(TrackForwarder):
@@ -93,8 +86,6 @@ class SimulcastForwarder(TrackForwarder):
         #: The layers that sent lately; empty until :meth:`tick` first saw one.
         self._alive: set[str] = set()
         super().__init__(receiver, kind, stats)
-        if self._bitrate is not None:
-            self._bitrate.floor = max(self._bitrate.floor, REMB_FLOOR)
         for rid in self.rids:
             layer = TrackForwarder(receiver, kind, stats, layer_of=self)
             layer.on_switched = self._switched
@@ -195,11 +186,14 @@ class SimulcastForwarder(TrackForwarder):
         when none does). Before a layer's size is known, layers are taken as a quarter, a half
         and the whole of the largest."""
         known = [self.sizes.get(rid) for rid in self.rids]
-        top = next((size[1] for size in reversed(known) if size is not None), 0)
+        # A layer not seen yet: twice the size of the one below it (as the page sends them).
+        at, height_at = next(
+            ((n, size[1]) for n, size in enumerate(known) if size is not None), (0, 0)
+        )
         for n, rid in enumerate(self.rids):
             size = known[n]
-            scale = 2 ** (len(self.rids) - 1 - n)
-            layer_height = size[1] if size is not None else (top // scale if top else 0)
+            scaled = height_at * 2**n // 2**at
+            layer_height = size[1] if size is not None else scaled
             if layer_height and layer_height >= height * _GOOD_ENOUGH:
                 return rid
             if not layer_height and height <= 180 * (2**n):

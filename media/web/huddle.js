@@ -752,7 +752,9 @@
       if (stream.track !== "video") continue; // cameras: a shared screen has no layers
       const tile = state.tiles.get(stream.participant);
       if (!tile || !tile.root.isConnected) continue;
-      const visible = !away && state.onScreen.get(tile.root) !== false;
+      // Camera off: an avatar stands there, nothing of the video is seen.
+      const person = state.participants.get(stream.participant);
+      const visible = !away && state.onScreen.get(tile.root) !== false && !(person && person.video === false);
       const height = Math.round(tile.video.clientHeight * (window.devicePixelRatio || 1));
       tiles.push({ mid, height: Math.max(0, Math.min(16384, height)), visible });
     }
@@ -1077,6 +1079,8 @@
       if (!present.has(id)) {
         tile.root.remove();
         state.tiles.delete(id);
+        if (state.viewObserver) state.viewObserver.unobserve(tile.root);
+        if (state.tileResize) state.tileResize.unobserve(tile.root);
       }
     }
     // While someone presents, their screen is large and people are in a strip (no speaker tile).

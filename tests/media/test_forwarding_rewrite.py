@@ -364,3 +364,16 @@ async def test_a_sender_moved_to_another_source_continues_its_picture_ids(video:
         assert [(p.sequence_number - start) & 0xFFFF for p in sent[:4]] == [0, 1, 2, 3]
     finally:
         await other.pc.close()
+
+
+async def test_a_publishers_video_tracks_share_one_bandwidth_estimate(video: Rig) -> None:
+    """The browser takes each REMB as its whole connection's budget: a camera and a shared
+    screen on one connection must report one estimate, not two that contradict each other."""
+    screen: Any = RTCRtpReceiver("video", video.source.dtls)
+    screen_forwarder = tap_publisher(screen, kind="video", stats=video.stats)
+    assert screen_forwarder._bitrate is video.forwarder._bitrate is not None
+    elsewhere = await make_rig("video")
+    try:
+        assert elsewhere.forwarder._bitrate is not video.forwarder._bitrate
+    finally:
+        await elsewhere.pc.close()
