@@ -134,11 +134,9 @@ class ForwardingStats:
     #: Sequence numbers subscribers asked for (NACK), and how many were resent from the history.
     nacks_received: int = 0
     retransmits: int = 0
-    #: Simulcast: switches of a subscriber from one layer to another, subscriptions paused now
-    #: (a tile nobody sees), and the bytes of the largest layer not sent to subscribers who
-    #: get a smaller one or none.
+    #: Simulcast: switches of a subscriber from one layer to another, and the bytes of the
+    #: largest layer not sent to subscribers who get a smaller one or none.
     layer_switches: int = 0
-    layers_paused: int = 0
     bytes_saved: int = 0
 
 

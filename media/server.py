@@ -46,6 +46,7 @@ from media.signaling import (
     SignalingCounters,
     SignalingSession,
 )
+from media.simulcast import SimulcastForwarder
 from media.turn import IceServers
 
 log = logging.getLogger(__name__)
@@ -446,7 +447,12 @@ class MediaServer(MediaFront):
             nacks_received=forwarding.nacks_received,
             retransmits=forwarding.retransmits,
             layer_switches=forwarding.layer_switches,
-            layers_paused=forwarding.layers_paused,
+            layers_paused=sum(
+                camera.paused
+                for room in live
+                for participant in room.participants.values()
+                if isinstance(camera := participant.taps.get("video"), SimulcastForwarder)
+            ),
             bytes_saved=forwarding.bytes_saved,
             signaling_errors=self._counters.errors,
             signaling_connections=self._counters.connections,

@@ -55,8 +55,7 @@ class SimulcastForwarder(TrackForwarder):
 
     ``rids`` are the layers as the publisher's offer lists them, smallest first (the page sends
     them so: PROTOCOL.md). ``on_change`` is called when what the layers look like changed (a
-    layer's size became known) or a subscriber's switch completed: the room then reconsiders
-    who gets what and what the publisher must send.
+    layer's size became known): the room then reconsiders who gets what.
     """
 
     def __init__(
@@ -77,7 +76,6 @@ class SimulcastForwarder(TrackForwarder):
         self._ssrc_of_rid: dict[str, int] = {}
         #: RTX streams whose layer is known but not yet that layer's media SSRC.
         self._rtx_waiting: dict[int, str] = {}
-        self._paused: set[RTCRtpSender] = set()
         #: The layer the room chose for each subscriber (None: paused).
         self._desired: dict[RTCRtpSender, str | None] = {}
         #: Packets per layer, and (that count, when it last moved) at the last :meth:`tick`.
@@ -109,7 +107,6 @@ class SimulcastForwarder(TrackForwarder):
     def remove_subscriber(self, sender: RTCRtpSender) -> None:
         """Unsubscribe ``sender`` from every layer (and any switch under way)."""
         self._desired.pop(sender, None)
-        self._pause(sender, False)
         for layer in self.layers.values():
             layer.remove_subscriber(sender)
 
@@ -136,14 +133,6 @@ class SimulcastForwarder(TrackForwarder):
         for sender in list(self._desired):
             self._apply(sender)
 
-    def _pause(self, sender: RTCRtpSender, paused: bool) -> None:
-        if paused and sender not in self._paused:
-            self._paused.add(sender)
-            self.stats.layers_paused += 1
-        elif not paused and sender in self._paused:
-            self._paused.discard(sender)
-            self.stats.layers_paused -= 1
-
     def _effective(self, rid: str | None) -> str | None:
         """``rid`` if it is coming (or nothing is known yet), else the largest layer below it
         that is, else the smallest above it."""
@@ -161,9 +150,7 @@ class SimulcastForwarder(TrackForwarder):
         if target is None:
             for layer in self.layers.values():
                 layer.remove_subscriber(sender)
-            self._pause(sender, True)
             return
-        self._pause(sender, False)
         # Idempotent: a switch to the same layer goes on; back to the current one calls it off.
         self.layers[target].add_subscriber(sender, seamless=True)
 
@@ -174,6 +161,11 @@ class SimulcastForwarder(TrackForwarder):
             if forwarder is layer:
                 return rid
         return None
+
+    @property
+    def paused(self) -> int:
+        """Subscribers sent nothing now (their tile is not seen)."""
+        return sum(rid is None for rid in self._desired.values())
 
     def wanted(self) -> set[str]:
         """The layers some subscriber receives, is switching to, or was chosen for: the ones
@@ -210,8 +202,6 @@ class SimulcastForwarder(TrackForwarder):
         """The publisher left: every layer's subscribers are detached."""
         for layer in self.layers.values():
             layer.close()
-        for sender in list(self._paused):
-            self._pause(sender, False)
         self._desired.clear()
         super().close()
 
@@ -269,8 +259,8 @@ class SimulcastForwarder(TrackForwarder):
         layer._media(packet, ssrc)
 
     def _switched(self, sender: RTCRtpSender) -> None:
+        # What the publisher must send follows on the room's next tick (Room._dynacast).
         self.stats.layer_switches += 1
-        self._changed()
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -14,10 +14,12 @@ process stays in the root namespace and reaches one host through an "admin" link
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shlex
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +176,18 @@ class Network:
             subprocess.run(["ip", "netns", "del", host.name], capture_output=True, check=False)
         self.hosts.clear()
         self._root_links.clear()
+
+
+@contextlib.contextmanager
+def server_and_colleague(
+    server: str, colleague: str, admin: str
+) -> Iterator[tuple[Host, Host, Network]]:
+    """The usual two hosts: a server and a colleague on one /24 (``server``, ``colleague``),
+    and this process's /30 to the server, whose end there is ``admin`` (the root's end is the
+    address one below)."""
+    root = admin.rsplit(".", 1)[0] + "." + str(int(admin.rsplit(".", 1)[1]) - 1)
+    with Network() as net:
+        server_host, colleague_host = net.host("srv"), net.host("cli")
+        net.link(server_host, f"{server}/24", colleague_host, f"{colleague}/24")
+        net.admin_link(server_host, root, admin)
+        yield server_host, colleague_host, net

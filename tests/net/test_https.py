@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from tests.net.calls import assert_receiving, join_call, participant_ids
-from tests.net.hosts import Host, Network
+from tests.net.hosts import Host, Network, server_and_colleague
 from tests.net.serve import HostedServe, chromium_on
 from tests.trust import nss_home
 
@@ -28,11 +28,8 @@ SERVER, COLLEAGUE, ADMIN = "198.18.4.1", "198.18.4.2", "198.18.203.2"
 
 @pytest.fixture
 def lan() -> Iterator[tuple[Host, Host, Network]]:
-    with Network() as net:
-        server, colleague = net.host("srv"), net.host("cli")
-        net.link(server, f"{SERVER}/24", colleague, f"{COLLEAGUE}/24")
-        net.admin_link(server, "198.18.203.1", ADMIN)
-        yield server, colleague, net
+    with server_and_colleague(SERVER, COLLEAGUE, ADMIN) as hosts:
+        yield hosts
 
 
 async def test_a_colleague_joins_over_https_and_both_see_each_other(

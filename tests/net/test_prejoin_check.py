@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.net.hosts import Host, Network
+from tests.net.hosts import Host, server_and_colleague
 from tests.net.serve import HostedServe, chromium_on, media_context
 
 pytestmark = pytest.mark.timeout(240)
@@ -35,10 +35,7 @@ table inet office {
 
 @pytest.fixture
 def lan() -> Iterator[tuple[Host, Host]]:
-    with Network() as net:
-        server, colleague = net.host("srv"), net.host("cli")
-        net.link(server, f"{SERVER}/24", colleague, f"{COLLEAGUE}/24")
-        net.admin_link(server, "198.18.206.1", ADMIN)
+    with server_and_colleague(SERVER, COLLEAGUE, ADMIN) as (server, colleague, _):
         yield server, colleague
 
 

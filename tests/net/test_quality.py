@@ -1,7 +1,7 @@
 """A colleague on a lossy link sees it on the tiles: the badge turns "poor" with the loss behind
 it, and back to "good" when the link recovers; from what their browser's WebRTC reports.
 
-    colleague 198.18.7.2 --(drops 30% of UDP in)-- 198.18.7.1 server: huddle serve, Alice
+    colleague 198.18.8.2 --(drops 30% of UDP in)-- 198.18.8.1 server: huddle serve, Alice
 
 The loss is nftables dropping a random share of the UDP packets reaching the colleague (this
 kernel has no netem): media from the server, never the signaling socket.
@@ -18,12 +18,12 @@ import pytest
 from playwright.async_api import async_playwright
 
 from tests.net.calls import assert_receiving, join_call, participant_ids
-from tests.net.hosts import Host, Network
+from tests.net.hosts import Host, server_and_colleague
 from tests.net.serve import HostedServe, chromium_on
 
 pytestmark = pytest.mark.timeout(300)
 
-SERVER, COLLEAGUE, ADMIN = "198.18.7.1", "198.18.7.2", "198.18.207.2"
+SERVER, COLLEAGUE, ADMIN = "198.18.8.1", "198.18.8.2", "198.18.208.2"
 
 #: Three in ten UDP packets to the colleague lost, at random.
 LOSSY = """
@@ -39,10 +39,7 @@ table inet lossy {
 
 @pytest.fixture
 def lan() -> Iterator[tuple[Host, Host]]:
-    with Network() as net:
-        server, colleague = net.host("srv"), net.host("cli")
-        net.link(server, f"{SERVER}/24", colleague, f"{COLLEAGUE}/24")
-        net.admin_link(server, "198.18.207.1", ADMIN)
+    with server_and_colleague(SERVER, COLLEAGUE, ADMIN) as (server, colleague, _):
         yield server, colleague
 
 

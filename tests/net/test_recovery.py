@@ -23,7 +23,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from tests.net.calls import assert_receiving, join_call, participant_ids
-from tests.net.hosts import Host, Network
+from tests.net.hosts import Host, Network, server_and_colleague
 from tests.net.serve import HostedServe, chromium_on
 
 pytestmark = pytest.mark.timeout(300)
@@ -41,11 +41,8 @@ table inet outage {
 
 @pytest.fixture
 def lan() -> Iterator[tuple[Host, Host, Network]]:
-    with Network() as net:
-        server, colleague = net.host("srv"), net.host("cli")
-        net.link(server, f"{SERVER}/24", colleague, f"{COLLEAGUE}/24")
-        net.admin_link(server, "198.18.205.1", ADMIN)
-        yield server, colleague, net
+    with server_and_colleague(SERVER, COLLEAGUE, ADMIN) as hosts:
+        yield hosts
 
 
 def interface_of(host: Host, address: str) -> str:

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.net.hosts import Host, Network
+from tests.net.hosts import Host, server_and_colleague
 from tests.net.serve import HostedServe, chromium_on
 from tests.trust import nss_home
 
@@ -39,10 +39,7 @@ CSP_WATCH = (
 
 @pytest.fixture
 def lan() -> Iterator[tuple[Host, Host]]:
-    with Network() as net:
-        server, colleague = net.host("srv"), net.host("cli")
-        net.link(server, f"{SERVER}/24", colleague, f"{COLLEAGUE}/24")
-        net.admin_link(server, "198.18.207.1", ADMIN)
+    with server_and_colleague(SERVER, COLLEAGUE, ADMIN) as (server, colleague, _):
         yield server, colleague
 
 
